@@ -1,0 +1,59 @@
+"""PyTorch lowering: module classes whose state_dict keys follow torchvision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..ir import Graph
+
+CLASS_NAMES = {
+    "conv_bn_act": "ConvBNAct",
+    "depthwise_separable": "DepthwiseSeparable",
+    "inverted_residual": "InvertedResidual",
+    "bneck": "Bneck",
+}
+ACTIVATIONS = {
+    "relu": "ReLU",
+    "relu6": "ReLU6",
+    "hardswish": "Hardswish",
+    "hardsigmoid": "Hardsigmoid",
+    "swish": "SiLU",
+    "sigmoid": "Sigmoid",
+    "identity": "Identity",
+}
+
+
+def torch_pad(p: dict) -> tuple[int, int, int, int] | None:
+    """nn.ZeroPad2d's (left, right, top, bottom), or None for Conv2d's own padding."""
+    top, bottom, left, right = p["pad"]
+    same = p["dilation"] * (p["kernel"] - 1) // 2
+    if top == bottom == left == right == same:
+        return None
+    return (left, right, top, bottom)
+
+
+def shape_comment(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
+    for b in ctx["blocks"]:
+        b.x["pad"] = torch_pad(b.p) if "pad" in b.p else None
+        b.x["shape"] = shape_comment(b.shape)
+        if "exp_c" in b.p:
+            b.x["expand_default"] = b.p["exp_c"] != b.p["in_c"]
+    conv = ctx["conventions"]
+    uses = {
+        "uses_pad": any(b.x["pad"] for b in ctx["blocks"]),
+        "uses_se": any(b.p.get("se_c") for b in ctx["blocks"]),
+    }
+    return {
+        "m": uses,
+        "class_names": CLASS_NAMES,
+        "torch_activations": ACTIVATIONS,
+        "bn_eps": repr(conv.bn_epsilon),
+        "bn_momentum": repr(conv.bn_momentum),
+        "features": [b for b in ctx["blocks"] if b.type != "classifier"],
+        "classifier": next(b for b in ctx["blocks"] if b.type == "classifier"),
+        "input_comment": shape_comment(graph.shape("input")),
+    }

@@ -1,0 +1,121 @@
+"""Command line: argument parsing and exit codes only; the work is in `compiler`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+from .errors import SpecError
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+DESCRIPTION = """\
+Compile a MobileNet spec (YAML) to standalone Keras 3 or PyTorch source, or report
+its costs.
+
+examples:
+  mbcompile specs/v2.yaml --backend keras          -> generated/keras/v2.py
+  mbcompile specs/v2.yaml --backend torch -o m.py
+  mbcompile specs/v3_large.yaml --set width_multiplier=0.75 --report
+  mbcompile specs/v3_small.yaml --report --format json
+"""
+
+EPILOG = """\
+exit codes:
+  0  success
+  1  internal error (a bug in mbcompile; the message says where to report it)
+  2  bad input: the spec, an override or an argument (one line per problem,
+     naming file:line and field); no output file is written or changed
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mbcompile",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("spec", help="path to a spec YAML file")
+    parser.add_argument(
+        "--backend",
+        choices=("keras", "torch", "all"),
+        help="generate source for this framework (default without --report: all)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="output file ('-' for standard output); default generated/<backend>/<spec>.py",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec value by dotted path, e.g. width_multiplier=0.75 or "
+        "stages.3.c=48 (repeatable; validated like the file)",
+    )
+    parser.add_argument("--report", action="store_true", help="print the cost report")
+    parser.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="cost report format (default: table)",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"mbcompile {__version__}"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        from . import compiler
+
+        return _run(args, compiler)
+    except SpecError as exc:
+        for line in str(exc).splitlines():
+            print(f"mbcompile: error: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("mbcompile: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place internal errors become exit 1
+        where = ""
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None:
+            where = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
+        print(
+            f"mbcompile: internal error: {type(exc).__name__}: {exc}{where} "
+            "(this is a bug in mbcompile; please report it with the spec that caused it)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def _run(args: argparse.Namespace, compiler) -> int:
+    loaded, graph = compiler.load_and_expand(args.spec, args.overrides)
+    backend = args.backend or (None if args.report else "all")
+    if backend == "all" and args.output:
+        raise SpecError("-o/--output needs a single --backend (keras or torch)")
+    if args.report:
+        rep = compiler.cost_report(loaded, graph)
+        if args.format == "json":
+            print(json.dumps(rep.to_json(), indent=2))
+        else:
+            print(compiler.format_table(rep))
+    if backend is None:
+        return EXIT_OK
+    for name in ("keras", "torch") if backend == "all" else (backend,):
+        text = compiler.generate(loaded, graph, name)
+        target = compiler.write_output(text, args.output, name, args.spec)
+        if target is not None:
+            print(f"mbcompile: wrote {target}", file=sys.stderr)
+    return EXIT_OK

@@ -1,0 +1,44 @@
+"""Errors the compiler reports to users.
+
+`SpecError` is bad input: the CLI prints it on one line and exits with code 2.
+Anything else escaping the compiler is an internal error (exit code 1).
+"""
+
+from __future__ import annotations
+
+
+class SpecError(Exception):
+    """Bad input, located as precisely as we can: `file:line: field.path: message`."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.source = source
+        self.line = line
+        self.field = field
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        where = ""
+        if self.source is not None:
+            where = self.source if self.line is None else f"{self.source}:{self.line}"
+        parts = [p for p in (where, self.field) if p]
+        text = " ".join(self.message.split())  # never more than one line
+        return ": ".join([*parts, text])
+
+
+class SpecErrors(SpecError):
+    """Several located errors found in one pass, reported together."""
+
+    def __init__(self, errors: list[SpecError]) -> None:
+        self.errors = errors
+        Exception.__init__(self, "\n".join(e.one_line() for e in errors))
+
+    def one_line(self) -> str:  # pragma: no cover - the CLI prints each line
+        return "\n".join(e.one_line() for e in self.errors)

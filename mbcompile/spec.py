@@ -1,0 +1,459 @@
+"""Load and validate a spec: YAML -> `Spec` (pydantic).
+
+Validation is strict (unknown keys and wrong types are errors, no string-to-number
+coercion) and every error names file, line and field path, e.g.
+`specs/v2.yaml:14: stages[2].s: stride must be 1 or 2`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+from . import conventions as conv
+from .errors import SpecError, SpecErrors
+from .yamlsource import Located, parse, read_text
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+ACTIVATIONS = (
+    "relu",
+    "relu6",
+    "hardswish",
+    "hardsigmoid",
+    "swish",
+    "sigmoid",
+    "identity",
+)
+ACTIVATION_ALIASES = {"silu": "swish", "hswish": "hardswish", "linear": "identity"}
+MAX_CHANNELS = 16_384
+MAX_REPEATS = 64
+
+
+def _check(condition: bool, message: str):
+    if not condition:
+        raise ValueError(message)
+
+
+def _stride(v: int) -> int:
+    _check(v in (1, 2), "stride must be 1 or 2")
+    return v
+
+
+def _kernel(v: int) -> int:
+    _check(v % 2 == 1 and 1 <= v <= 11, "kernel must be an odd size from 1 to 11")
+    return v
+
+
+def _channels(v: int) -> int:
+    _check(1 <= v <= MAX_CHANNELS, f"channels must be between 1 and {MAX_CHANNELS}")
+    return v
+
+
+def _repeats(v: int) -> int:
+    _check(1 <= v <= MAX_REPEATS, f"repeats must be between 1 and {MAX_REPEATS}")
+    return v
+
+
+def _activation(v: str) -> str:
+    v = ACTIVATION_ALIASES.get(v, v)
+    _check(
+        v in ACTIVATIONS,
+        f"unknown activation '{v}'; expected one of {', '.join(ACTIVATIONS)}",
+    )
+    return v
+
+
+def _identifier(v: str) -> str:
+    _check(
+        bool(IDENTIFIER.match(v)),
+        "must be a Python identifier: letters, digits and '_', not starting with a digit, "
+        "at most 64 characters",
+    )
+    return v
+
+
+def _positive(v: float) -> float:
+    _check(v > 0, "must be greater than 0")
+    return v
+
+
+def _ratio(v: float) -> float:
+    _check(0 <= v < 1, "must be at least 0 and less than 1")
+    return v
+
+
+Stride = Annotated[int, AfterValidator(_stride)]
+Kernel = Annotated[int, AfterValidator(_kernel)]
+Channels = Annotated[int, AfterValidator(_channels)]
+Repeats = Annotated[int, AfterValidator(_repeats)]
+Activation = Annotated[str, AfterValidator(_activation)]
+Identifier = Annotated[str, AfterValidator(_identifier)]
+Positive = Annotated[float, AfterValidator(_positive)]
+Ratio = Annotated[float, AfterValidator(_ratio)]
+Dilation = Annotated[int, Field(ge=1, le=16)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ConventionsSpec(Strict):
+    """A named profile plus optional per-field overrides (see conventions.py)."""
+
+    profile: Literal["torchvision", "keras_applications"]
+    stride2_padding: Literal["symmetric", "same", "end"] | None = None
+    stem_padding: Literal["symmetric", "same", "end"] | None = None
+    bn_epsilon: Positive | None = None
+    bn_momentum: Ratio | None = None
+    width_rounding: Literal["round", "truncate"] | None = None
+    expansion_rounding: Literal["round", "floor"] | None = None
+    expanded_size: Literal["scale", "ratio"] | None = None
+    expand_conv: Literal["when_needed", "except_first"] | None = None
+    stem_width: Literal["scaled", "fixed"] | None = None
+    head_width: Literal["scaled", "scaled_above_one"] | None = None
+    se_rounding: Literal["floor", "exact"] | None = None
+    classifier: Literal["linear", "conv1x1"] | None = None
+    input_rescaling: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _profile_name(cls, data: Any) -> Any:
+        # `conventions: keras_applications` is shorthand for {profile: keras_applications}
+        return {"profile": data} if isinstance(data, str) else data
+
+
+class StemSpec(Strict):
+    """The first conv-bn-act."""
+
+    c: Channels
+    k: Kernel = 3
+    s: Stride = 2
+    act: Activation = "relu6"
+
+
+class DepthwiseSeparableRow(Strict):
+    """MobileNet V1 row: depthwise k x k (+BN+act), then pointwise 1x1 to c (+BN+act)."""
+
+    block: Literal["depthwise_separable"]
+    c: Channels
+    n: Repeats = 1
+    s: Stride = 1
+    k: Kernel = 3
+    act: Activation = "relu6"
+
+
+class InvertedResidualRow(Strict):
+    """MobileNet V2 row (t, c, n, s): expansion ratio, out channels, repeats, stride."""
+
+    block: Literal["inverted_residual"]
+    t: Positive
+    c: Channels
+    n: Repeats = 1
+    s: Stride = 1
+    k: Kernel = 3
+    act: Activation = "relu6"
+
+
+class BneckRow(Strict):
+    """MobileNet V3 row: kernel, expanded size, out channels, SE, activation, stride."""
+
+    block: Literal["bneck"]
+    k: Kernel
+    exp: Channels
+    c: Channels
+    se: bool
+    act: Activation
+    s: Stride
+    n: Repeats = 1
+
+
+StageRow = Annotated[
+    DepthwiseSeparableRow | InvertedResidualRow | BneckRow,
+    Field(discriminator="block"),
+]
+BLOCK_TYPES = ("depthwise_separable", "inverted_residual", "bneck")
+
+
+class HeadConvSpec(Strict):
+    """The last 1x1 conv-bn-act: absolute channels `c`, or `t` times its input."""
+
+    c: Channels | None = None
+    t: Positive | None = None
+    act: Activation = "relu6"
+
+    @model_validator(mode="after")
+    def _one_size(self) -> HeadConvSpec:
+        _check((self.c is None) != (self.t is None), "give exactly one of 'c' or 't'")
+        return self
+
+
+class HiddenSpec(Strict):
+    """A hidden fully connected layer before the logits (MobileNet V3)."""
+
+    c: Channels
+    act: Activation = "hardswish"
+
+
+class HeadSpec(Strict):
+    conv: HeadConvSpec | None = None
+    pool: Literal["avg"] = "avg"
+    hidden: HiddenSpec | None = None
+    dropout: Ratio = 0.0
+
+
+class Spec(Strict):
+    name: Identifier
+    family: Literal["v1", "v2", "v3"]
+    resolution: Annotated[int, Field(ge=1, le=4096)]
+    in_channels: Annotated[int, Field(ge=1, le=64)] = 3
+    num_classes: Annotated[int, Field(ge=1, le=100_000)]
+    width_multiplier: Annotated[float, Field(gt=0, le=8)] = 1.0
+    depth_multiplier: Annotated[int, Field(ge=1, le=8)] = 1
+    channel_divisor: Annotated[int, Field(ge=1, le=256)] = 8
+    conventions: ConventionsSpec
+    block: Literal["depthwise_separable", "inverted_residual", "bneck"] | None = None
+    stem: StemSpec
+    stages: Annotated[list[StageRow], Field(min_length=1, max_length=256)]
+    head: HeadSpec
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_block(cls, data: Any) -> Any:
+        # `block:` at the top names the block type of every row that does not say.
+        if isinstance(data, dict) and isinstance(data.get("stages"), list):
+            default = data.get("block")
+            data = dict(data)
+            data["stages"] = [
+                {"block": default, **row}
+                if isinstance(row, dict) and "block" not in row and default is not None
+                else row
+                for row in data["stages"]
+            ]
+        return data
+
+    def resolved_conventions(self) -> conv.Conventions:
+        given = self.conventions.model_dump(exclude={"profile"})
+        return conv.resolve(self.conventions.profile, self.family, given)
+
+
+class LoadedSpec(BaseModel):
+    """A validated spec plus where it came from."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    spec: Spec
+    source: str  # as the user named it
+    content_hash: str  # sha256 of the normalised, validated content
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
+    """Read, override and validate a spec file. Raises SpecError on bad input."""
+    display = str(path)
+    located = parse(read_text(Path(path), display), display)
+    data = copy.deepcopy(located.data)
+    origins: dict[tuple, str] = {}
+    for text in overrides:
+        field_path, value = _parse_override(text)
+        _apply_override(data, field_path, value, text)
+        origins[field_path] = f"--set {text}"
+    spec = validate(data, located, origins)
+    return LoadedSpec(spec=spec, source=display, content_hash=content_hash(spec))
+
+
+def validate(
+    data: dict, located: Located, origins: dict[tuple, str] | None = None
+) -> Spec:
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecErrors(
+            [_located_error(err, data, located, origins or {}) for err in exc.errors()]
+        ) from None
+
+
+def content_hash(spec: Spec) -> str:
+    """Hash of the validated content: formatting, comments and key order don't count."""
+    canonical = json.dumps(
+        spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _parse_override(text: str) -> tuple[tuple, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise SpecError("expected KEY=VALUE", source=f"--set {text}")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, (dict, list)):
+        value = raw  # --set values are scalars; validation reports the type
+    parts: list[Any] = []
+    for part in key.strip().split("."):
+        parts.append(int(part) if part.isdigit() else part)
+    return tuple(parts), value
+
+
+def _apply_override(data: Any, path: tuple, value: Any, text: str) -> None:
+    where = f"--set {text}"
+    node = data
+    for i, part in enumerate(path[:-1]):
+        child = _child(node, part)
+        if child is _MISSING:
+            shown = _dotted(path[: i + 1])
+            raise SpecError(f"no such field '{shown}' to set", source=where)
+        node = child
+    last = path[-1]
+    if isinstance(node, list):
+        if not isinstance(last, int) or not 0 <= last < len(node):
+            raise SpecError(f"no row {last} in '{_dotted(path[:-1])}'", source=where)
+        node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value  # unknown keys are reported by validation
+    else:
+        raise SpecError(f"'{_dotted(path[:-1])}' is not a mapping", source=where)
+
+
+_MISSING = object()
+
+
+def _child(node: Any, part: Any) -> Any:
+    if isinstance(node, dict) and isinstance(part, str):
+        if part == "conventions" and isinstance(node.get(part), str):
+            # `conventions: torchvision`, then --set conventions.bn_epsilon=...
+            node[part] = {"profile": node[part]}
+        child = node.get(part)
+        return _MISSING if child is None else child
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return _MISSING
+
+
+def _dotted(path: tuple) -> str:
+    return ".".join(str(p) for p in path)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _field_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    # pydantic adds the discriminator value (the block type) and validator names.
+    return tuple(
+        p for p in loc if p not in BLOCK_TYPES and not str(p).startswith("function-")
+    )
+
+
+def _located_error(err: dict, data: dict, located: Located, origins: dict) -> SpecError:
+    loc = _clean_loc(tuple(err["loc"]))
+    kind = err["type"]
+    message = err["msg"]
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        message = f"unknown key '{key}'"
+        suggestion = _suggest(key, loc[:-1], data)
+        if suggestion:
+            message += f" — did you mean '{suggestion}'?"
+    elif kind == "missing":
+        message = f"missing required key '{loc[-1]}'"
+    elif kind == "union_tag_invalid":
+        message = f"unknown block type; expected one of {', '.join(BLOCK_TYPES)}"
+        loc = (*loc, "block")
+    elif kind == "union_tag_not_found":
+        message = (
+            "row does not name its block type; add 'block:' to the row or the spec"
+        )
+    elif kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    for origin_path, origin in origins.items():
+        if loc[: len(origin_path)] == origin_path:
+            return SpecError(message, source=origin, field=_field_path(loc) or None)
+    return SpecError(
+        message,
+        source=located.source,
+        line=located.line_of(loc),
+        field=_field_path(loc) or None,
+    )
+
+
+def _suggest(key: Any, parent: tuple, data: dict) -> str | None:
+    model = _model_at(parent, data)
+    if model is None or not isinstance(key, str):
+        return None
+    matches = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+_ROW_MODELS = {
+    "depthwise_separable": DepthwiseSeparableRow,
+    "inverted_residual": InvertedResidualRow,
+    "bneck": BneckRow,
+}
+
+
+def _model_at(path: tuple, data: Any) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at `path` of `data`."""
+    model: type[BaseModel] | None = Spec
+    node = data
+    i = 0
+    while i < len(path):
+        part = path[i]
+        if model is Spec and part == "stages":
+            if i + 1 >= len(path):
+                return None
+            row = _safe_get(_safe_get(node, "stages"), path[i + 1])
+            block = (
+                row.get("block", data.get("block")) if isinstance(row, dict) else None
+            )
+            model, node, i = _ROW_MODELS.get(block), row, i + 2
+            continue
+        field = model.model_fields.get(part) if model else None
+        if field is None:
+            return None
+        model = _nested_model(field.annotation)
+        node = _safe_get(node, part)
+        i += 1
+    return model
+
+
+def _safe_get(node: Any, key: Any) -> Any:
+    try:
+        return node[key]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    candidates = getattr(annotation, "__args__", None) or (annotation,)
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
