@@ -1,0 +1,27 @@
+"""Shared test setup. Frameworks are imported lazily by the tests that need them."""
+
+import os
+
+# Keep TensorFlow quiet and deterministic enough for readable test logs.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import pytest
+
+_WORST: list[tuple[str, float]] = []
+
+
+@pytest.fixture
+def worst_differences():
+    """Collects cross-framework differences; the largest is printed at the end."""
+    return _WORST
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _WORST:
+        label, diff = max(_WORST, key=lambda item: item[1])
+        terminalreporter.write_line(
+            f"cross-framework logits: {len(_WORST)} comparisons, worst max-abs-diff "
+            f"{diff:.3g} ({label.strip()})"
+        )

@@ -1,0 +1,172 @@
+"""Helpers for tests that build and run generated models.
+
+The one numerical tolerance of the cross-framework checks lives here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mbcompile import compiler
+from mbcompile.weights import keras_to_torch, param_ops, torch_to_keras
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+CANONICAL = ("v1", "v2", "v3_large", "v3_small")
+
+# Max abs difference allowed between frameworks' float32 logits (the brief's 1e-4).
+LOGIT_TOLERANCE = 1e-4
+
+_counter = itertools.count()
+
+
+def import_source(text: str, tmp_path: Path, stem: str = "generated_model"):
+    """Import generated source as a fresh module (never from generated/)."""
+    name = f"{stem}_{next(_counter)}"
+    path = tmp_path / f"{name}.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def build(spec_path, backend: str, tmp_path: Path, overrides=()):
+    """(graph, model) for a spec and backend, from freshly generated source."""
+    loaded, graph = compiler.load_and_expand(spec_path, overrides)
+    module = import_source(compiler.generate(loaded, graph, backend), tmp_path, backend)
+    return loaded, graph, module.build_model()
+
+
+# ----------------------------------------------------------------------- PyTorch
+
+
+def torch_param_modules(model):
+    import torch.nn as nn
+
+    kinds = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
+    return [m for m in model.modules() if isinstance(m, kinds)]
+
+
+def torch_tensors(module) -> list[np.ndarray]:
+    import torch.nn as nn
+
+    if isinstance(module, nn.BatchNorm2d):
+        tensors = [module.weight, module.bias, module.running_mean, module.running_var]
+    else:
+        tensors = [module.weight] + ([module.bias] if module.bias is not None else [])
+    return [t.detach().cpu().numpy() for t in tensors]
+
+
+def randomize_torch(model, images: np.ndarray, seed: int = 0) -> None:
+    """Random weights, and batch-norm statistics measured on `images`.
+
+    Random running statistics would let activations grow block after block until
+    float32 rounding alone exceeds the tolerance; statistics measured on real
+    activations keep every layer near unit scale, as in a trained network. Gamma and
+    beta stay random, so no batch norm is an identity.
+    """
+    import torch
+    import torch.nn as nn
+
+    gen = torch.Generator().manual_seed(seed)
+    modules = torch_param_modules(model)
+    momenta = {m: m.momentum for m in modules if isinstance(m, nn.BatchNorm2d)}
+    with torch.no_grad():
+        for module in modules:
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                module.bias.copy_(torch.randn(n, generator=gen) * 0.1)
+                module.reset_running_stats()
+                module.momentum = None  # cumulative average: exactly this batch's stats
+            else:
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=gen))
+                module.weight.mul_((1.0 / fan_in) ** 0.5)
+                if module.bias is not None:
+                    module.bias.copy_(
+                        torch.randn(module.bias.shape, generator=gen) * 0.1
+                    )
+        model.train()
+        model(torch.from_numpy(images))
+        model.eval()
+    for module, momentum in momenta.items():
+        module.momentum = momentum
+
+
+# ----------------------------------------------------------------------- Keras
+
+
+def keras_weighted_layers(model):
+    return [layer for layer in model.layers if layer.weights]
+
+
+def keras_arrays(layer) -> list[np.ndarray]:
+    return [np.asarray(w) for w in layer.get_weights()]
+
+
+# ----------------------------------------------------------------------- porting
+
+
+def port_torch_to_keras(graph, torch_model, keras_model) -> None:
+    ops = param_ops(graph)
+    modules = torch_param_modules(torch_model)
+    layers = keras_weighted_layers(keras_model)
+    assert len(ops) == len(modules) == len(layers), (
+        len(ops),
+        len(modules),
+        len(layers),
+    )
+    for op, module, layer in zip(ops, modules, layers, strict=True):
+        layer.set_weights(torch_to_keras(op, torch_tensors(module)))
+
+
+def port_keras_to_torch(graph, keras_model, torch_model) -> None:
+    import torch
+
+    ops = param_ops(graph)
+    modules = torch_param_modules(torch_model)
+    layers = keras_weighted_layers(keras_model)
+    assert len(ops) == len(modules) == len(layers)
+    with torch.no_grad():
+        for op, module, layer in zip(ops, modules, layers, strict=True):
+            arrays = keras_to_torch(op, keras_arrays(layer))
+            targets = torch_tensors_live(module)
+            for target, array in zip(targets, arrays, strict=True):
+                target.copy_(torch.from_numpy(np.ascontiguousarray(array)))
+
+
+def torch_tensors_live(module):
+    import torch.nn as nn
+
+    if isinstance(module, nn.BatchNorm2d):
+        return [module.weight, module.bias, module.running_mean, module.running_var]
+    return [module.weight] + ([module.bias] if module.bias is not None else [])
+
+
+def random_images(graph, seed: int = 0, pixels: bool = False) -> np.ndarray:
+    """A batch of 2 NCHW float32 images (pixel range [0, 255] when `pixels`)."""
+    c, h, w = graph.shape("input")
+    rng = np.random.default_rng(seed)
+    if pixels:
+        return rng.uniform(0, 255, size=(2, c, h, w)).astype(np.float32)
+    return rng.standard_normal((2, c, h, w)).astype(np.float32)
+
+
+def run_torch(model, images: np.ndarray) -> np.ndarray:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        return model(torch.from_numpy(images)).numpy()
+
+
+def run_keras(model, images: np.ndarray) -> np.ndarray:
+    return np.asarray(model(images.transpose(0, 2, 3, 1), training=False))
