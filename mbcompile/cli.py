@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mbcompile: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the one place internal errors become exit 1
+    except Exception as exc:
         where = ""
         tb = exc.__traceback__
         while tb is not None and tb.tb_next is not None:

@@ -163,7 +163,7 @@ def format_table(rep: Report) -> str:
     def line(cells) -> str:
         return "  ".join(
             c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths))
+            for i, (c, w) in enumerate(zip(cells, widths, strict=False))
         ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)

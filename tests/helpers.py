@@ -48,14 +48,14 @@ def build(spec_path, backend: str, tmp_path: Path, overrides=()):
 
 
 def torch_param_modules(model):
-    import torch.nn as nn
+    from torch import nn
 
     kinds = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
     return [m for m in model.modules() if isinstance(m, kinds)]
 
 
 def torch_tensors(module) -> list[np.ndarray]:
-    import torch.nn as nn
+    from torch import nn
 
     if isinstance(module, nn.BatchNorm2d):
         tensors = [module.weight, module.bias, module.running_mean, module.running_var]
@@ -73,7 +73,7 @@ def randomize_torch(model, images: np.ndarray, seed: int = 0) -> None:
     beta stay random, so no batch norm is an identity.
     """
     import torch
-    import torch.nn as nn
+    from torch import nn
 
     gen = torch.Generator().manual_seed(seed)
     modules = torch_param_modules(model)
@@ -144,7 +144,7 @@ def port_keras_to_torch(graph, keras_model, torch_model) -> None:
 
 
 def torch_tensors_live(module):
-    import torch.nn as nn
+    from torch import nn
 
     if isinstance(module, nn.BatchNorm2d):
         return [module.weight, module.bias, module.running_mean, module.running_var]

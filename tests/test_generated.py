@@ -23,7 +23,7 @@ def test_generated_files_are_fresh():
     for target, text in expected.items():
         if not target.exists() or target.read_text() != text:
             stale.append(str(target.relative_to(ROOT)))
-    committed = {p for p in (ROOT / "generated").rglob("*.py")}
+    committed = set((ROOT / "generated").rglob("*.py"))
     extra = sorted(str(p.relative_to(ROOT)) for p in committed - set(expected))
     assert not stale, f"stale: {stale}; run `python -m mbcompile.regenerate`"
     assert not extra, f"no spec generates {extra}"

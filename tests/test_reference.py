@@ -31,7 +31,7 @@ def test_report_matches_reference(name):
 def test_torch_model_counts(name, tmp_path):
     import torch
 
-    _, graph, model = build(SPECS / f"{name}.yaml", "torch", tmp_path)
+    _, _graph, model = build(SPECS / f"{name}.yaml", "torch", tmp_path)
     trainable, statistics, macs = REFERENCE[name]
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
     buffers = [
