@@ -72,9 +72,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Subcommands other than compiling: name -> (module, help). Each module defines
+# `add_arguments(parser)` and `run(args) -> int`, raising SpecError for bad input.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv and argv[0] in SUBCOMMANDS:
+            import importlib
+
+            module_name, help_text = SUBCOMMANDS[argv[0]]
+            module = importlib.import_module(module_name, __package__)
+            sub = argparse.ArgumentParser(
+                prog=f"mbcompile {argv[0]}", description=help_text
+            )
+            module.add_arguments(sub)
+            return module.run(sub.parse_args(argv[1:]))
+        args = _parser().parse_args(argv)
         from . import compiler
 
         return _run(args, compiler)
