@@ -120,7 +120,7 @@ class ConventionsSpec(Strict):
     stem_padding: Literal["symmetric", "same", "end"] | None = None
     bn_epsilon: Positive | None = None
     bn_momentum: Ratio | None = None
-    width_rounding: Literal["round", "truncate"] | None = None
+    width_rounding: Literal["round", "truncate", "truncate_stages"] | None = None
     expansion_rounding: Literal["round", "floor"] | None = None
     expanded_size: Literal["scale", "ratio"] | None = None
     expand_conv: Literal["when_needed", "except_first"] | None = None
