@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from . import __version__
@@ -62,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--report", action="store_true", help="print the cost report")
     parser.add_argument(
         "--format",
-        choices=("table", "json"),
+        choices=("table", "json", "csv", "markdown"),
         default="table",
         help="cost report format (default: table)",
     )
@@ -74,7 +73,12 @@ def _parser() -> argparse.ArgumentParser:
 
 # Subcommands other than compiling: name -> (module, help). Each module defines
 # `add_arguments(parser)` and `run(args) -> int`, raising SpecError for bad input.
-SUBCOMMANDS: dict[str, tuple[str, str]] = {}
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "costs": (".report", "cost report of a spec (table, json, csv, markdown)"),
+    "compare": (".compare", "compare the costs of specs and --set variants"),
+    "plot": (".plots", "bar chart of MACs and parameters per block (PNG/SVG)"),
+    "diagram": (".diagram", "block-graph diagram as Mermaid, dot or SVG"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,11 +126,9 @@ def _run(args: argparse.Namespace, compiler) -> int:
     if backend == "all" and args.output:
         raise SpecError("-o/--output needs a single --backend (keras or torch)")
     if args.report:
-        rep = compiler.cost_report(loaded, graph)
-        if args.format == "json":
-            print(json.dumps(rep.to_json(), indent=2))
-        else:
-            print(compiler.format_table(rep))
+        from .report import render
+
+        sys.stdout.write(render(loaded, graph, args.format))
     if backend is None:
         return EXIT_OK
     for name in ("keras", "torch") if backend == "all" else (backend,):

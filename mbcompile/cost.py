@@ -1,17 +1,43 @@
-"""Costs computed from the graph IR alone.
+"""Costs computed from the graph IR alone (no framework is imported).
+
+Per node, and summed per block and per stage-table row:
 
 - trainable parameters: conv/dense weights and biases, batch-norm gamma and beta;
 - batch-norm statistics: moving mean and variance (Keras' non-trainable weights);
 - MACs: multiply-accumulates of convolutions and dense layers only, the convention
   of the MobileNet papers (bias, batch norm, activations, adds and pooling excluded);
-- activation memory: elements of each op's output tensor (batch 1).
+- the operations MACs leave out, each on its own line so other counters can be
+  reconciled: batch norm (2 per element: the inference-time scale and shift),
+  activations (1 per element), elementwise add/mul/rescale (1 per element; rescale
+  2) and average pooling (1 per input element, the sum);
+- activations: elements of each op's output tensor (batch 1), and the peak of live
+  tensors when the ops run in the graph's order.
+
+fvcore's FlopCountAnalysis counts convolutions and linear layers as MACs, batch norm
+in eval mode as 2 per element and adaptive average pooling as 1 per input element,
+and ignores activations and elementwise ops: its figure is `Report.fvcore_flops`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 
 from .ir import Graph
+
+# Bytes per element of the storage types a deployment typically picks.
+DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1}
+
+# Counts that add up from nodes to blocks, stages and the whole network.
+SUMMED = (
+    "params",
+    "bn_stats",
+    "macs",
+    "bn_ops",
+    "act_ops",
+    "elementwise_ops",
+    "pool_ops",
+)
 
 
 @dataclass(frozen=True)
@@ -23,7 +49,12 @@ class NodeCost:
     params: int  # trainable
     bn_stats: int  # non-trainable
     macs: int
+    bn_ops: int
+    act_ops: int
+    elementwise_ops: int
+    pool_ops: int
     activations: int  # output elements
+    live: int  # elements held while this op runs (its inputs, output, and all kept)
 
 
 @dataclass(frozen=True)
@@ -31,24 +62,145 @@ class BlockCost:
     index: int
     name: str
     type: str
+    stage: str  # "stem", "stages.<row>", "head" or "classifier"
     shape: tuple[int, ...]
+    params: int
+    bn_stats: int
+    macs: int
+    bn_ops: int
+    act_ops: int
+    elementwise_ops: int
+    pool_ops: int
+    peak_live: int  # largest NodeCost.live inside the block
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """Blocks produced by one stage-table row (or the stem, head, classifier)."""
+
+    label: str
+    type: str
+    blocks: int
+    shape: tuple[int, ...]  # output of its last block
     params: int
     bn_stats: int
     macs: int
 
 
 @dataclass(frozen=True)
+class SeparableCost:
+    """A depthwise k x k conv followed by a pointwise 1x1 conv, against one standard
+    k x k convolution of the same shape (M -> N channels, same output size)."""
+
+    block: str
+    type: str
+    kernel: int
+    in_c: int  # M: channels entering the depthwise conv
+    multiplier: int
+    out_c: int  # N: channels leaving the pointwise conv
+    out_hw: tuple[int, int]
+    depthwise_macs: int
+    pointwise_macs: int
+    depthwise_params: int
+    pointwise_params: int
+
+    @property
+    def separable_macs(self) -> int:
+        return self.depthwise_macs + self.pointwise_macs
+
+    @property
+    def separable_params(self) -> int:
+        return self.depthwise_params + self.pointwise_params
+
+    @property
+    def standard_params(self) -> int:
+        return self.in_c * self.out_c * self.kernel * self.kernel
+
+    @property
+    def standard_macs(self) -> int:
+        h, w = self.out_hw
+        return h * w * self.in_c * self.out_c * self.kernel * self.kernel
+
+    @property
+    def ratio(self) -> Fraction:
+        return Fraction(self.separable_macs, self.standard_macs)
+
+    @property
+    def paper_ratio(self) -> Fraction:
+        """MobileNet V1, section 3.1: 1/N + 1/Dk² (times the depth multiplier)."""
+        return self.multiplier * (Fraction(1, self.out_c) + Fraction(1, self.kernel**2))
+
+    def to_json(self) -> dict:
+        return {
+            **asdict(self),
+            "separable_macs": self.separable_macs,
+            "standard_macs": self.standard_macs,
+            "separable_params": self.separable_params,
+            "standard_params": self.standard_params,
+            "ratio": float(self.ratio),
+            "paper_ratio": float(self.paper_ratio),
+        }
+
+
+@dataclass(frozen=True)
 class Report:
     name: str
     resolution: int
-    trainable_params: int
-    non_trainable_params: int
-    macs: int
-    peak_activation_elements: int
     blocks: list[BlockCost]
     layers: list[NodeCost]
+    separable: list[SeparableCost]
+
+    def total(self, field: str) -> int:
+        return sum(getattr(n, field) for n in self.layers)
+
+    @property
+    def trainable_params(self) -> int:
+        return self.total("params")
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.total("bn_stats")
+
+    @property
+    def macs(self) -> int:
+        return self.total("macs")
+
+    @property
+    def fvcore_flops(self) -> int:
+        """What fvcore's FlopCountAnalysis reports for the same network in eval mode."""
+        return self.macs + self.total("bn_ops") + self.total("pool_ops")
+
+    @property
+    def peak_activation_elements(self) -> int:
+        return max(n.live for n in self.layers)
+
+    def weight_bytes(self, dtype: str) -> int:
+        """All stored weights: trainable parameters and batch-norm statistics."""
+        return (self.trainable_params + self.non_trainable_params) * DTYPE_BYTES[dtype]
+
+    def peak_activation_bytes(self, dtype: str) -> int:
+        return self.peak_activation_elements * DTYPE_BYTES[dtype]
+
+    def stages(self) -> list[StageCost]:
+        """Blocks grouped by the stage-table row that produced them, in order."""
+        groups: dict[str, list[BlockCost]] = {}
+        for b in self.blocks:
+            groups.setdefault(b.stage, []).append(b)
+        return [
+            StageCost(
+                label=label,
+                type=members[0].type,
+                blocks=len(members),
+                shape=members[-1].shape,
+                params=sum(b.params for b in members),
+                bn_stats=sum(b.bn_stats for b in members),
+                macs=sum(b.macs for b in members),
+            )
+            for label, members in groups.items()
+        ]
 
     def to_json(self) -> dict:
+        totals = {field: self.total(field) for field in SUMMED}
         return {
             "name": self.name,
             "resolution": self.resolution,
@@ -56,54 +208,87 @@ class Report:
             "non_trainable_params": self.non_trainable_params,
             "total_params": self.trainable_params + self.non_trainable_params,
             "macs": self.macs,
+            "totals": totals,
+            "fvcore_flops": self.fvcore_flops,
             "peak_activation_elements": self.peak_activation_elements,
+            "bytes": {
+                dtype: {
+                    "weights": self.weight_bytes(dtype),
+                    "peak_activations": self.peak_activation_bytes(dtype),
+                }
+                for dtype in DTYPE_BYTES
+            },
+            "stages": [asdict(s) for s in self.stages()],
             "blocks": [asdict(b) for b in self.blocks],
             "layers": [asdict(n) for n in self.layers],
+            "separable": [s.to_json() for s in self.separable],
         }
 
 
-def node_cost(graph: Graph, node_id: str) -> NodeCost:
+def _elements(shape: tuple[int, ...]) -> int:
+    size = 1
+    for d in shape:
+        size *= d
+    return size
+
+
+def node_cost(graph: Graph, node_id: str, live: int = 0) -> NodeCost:
     data = graph.node(node_id)
     kind, a, shape = data["kind"], data["attrs"], data["shape"]
-    params = bn_stats = macs = 0
+    counts = dict.fromkeys(SUMMED, 0)
+    out = _elements(shape)
     spatial = shape[1] * shape[2] if len(shape) == 3 else 1
     if kind == "conv":
         per_output = (a["in_c"] // a["groups"]) * a["kernel"] * a["kernel"]
-        params = a["out_c"] * per_output + (a["out_c"] if a["bias"] else 0)
-        macs = spatial * a["out_c"] * per_output
+        counts["params"] = a["out_c"] * per_output + (a["out_c"] if a["bias"] else 0)
+        counts["macs"] = spatial * a["out_c"] * per_output
     elif kind == "dwconv":
         out_c = a["channels"] * a["multiplier"]
-        params = out_c * a["kernel"] * a["kernel"] + (out_c if a["bias"] else 0)
-        macs = spatial * out_c * a["kernel"] * a["kernel"]
-    elif kind == "bn":
-        params = 2 * a["channels"]
-        bn_stats = 2 * a["channels"]
+        counts["params"] = out_c * a["kernel"] ** 2 + (out_c if a["bias"] else 0)
+        counts["macs"] = spatial * out_c * a["kernel"] ** 2
     elif kind == "dense":
-        params = a["in_f"] * a["out_f"] + (a["out_f"] if a["bias"] else 0)
-        macs = a["in_f"] * a["out_f"]
-    activations = 1
-    for d in shape:
-        activations *= d
+        counts["params"] = a["in_f"] * a["out_f"] + (a["out_f"] if a["bias"] else 0)
+        counts["macs"] = a["in_f"] * a["out_f"]
+    elif kind == "bn":
+        counts["params"] = counts["bn_stats"] = 2 * a["channels"]
+        counts["bn_ops"] = 2 * out  # y = x * scale + shift once folded
+    elif kind == "act":
+        counts["act_ops"] = out
+    elif kind in ("add", "mul"):
+        counts["elementwise_ops"] = out
+    elif kind == "rescale":
+        counts["elementwise_ops"] = 2 * out  # x * scale + offset
+    elif kind == "pool":
+        counts["pool_ops"] = _elements(graph.shape(graph.inputs(node_id)[0]))
     return NodeCost(
-        node_id, kind, data["block"], shape, params, bn_stats, macs, activations
+        node_id, kind, data["block"], shape, **counts, activations=out, live=live
     )
 
 
-def peak_activation_elements(graph: Graph) -> int:
-    """Largest sum of live tensors while running ops in order (inputs freed after
-    their last use), a lower bound on what an inference runtime must hold."""
-    last_use = {}
-    for i, node_id in enumerate(graph.order):
+def live_elements(graph: Graph) -> dict[str, int]:
+    """Elements held while each op runs, executing ops in graph order: its inputs,
+    its output and every earlier tensor still needed later. No op works in place and
+    a tensor is freed right after its last use, so the maximum is a lower bound on
+    what an inference runtime without in-place ops must hold."""
+    position = {n: i for i, n in enumerate(graph.order)}
+    last_use = {n: position[n] for n in graph.order}
+    for node_id in graph.order:
         for src in graph.inputs(node_id):
-            last_use[src] = i
-    size = {n: node_cost(graph, n).activations for n in graph.order}
-    live: set[str] = set()
-    peak = 0
+            last_use[src] = max(last_use[src], position[node_id])
+    last_use[graph.output] = len(graph.order)  # the result is kept
+    frees: dict[int, list[str]] = {}
+    for node_id, i in last_use.items():
+        frees.setdefault(i, []).append(node_id)
+    held, live = 0, {}
     for i, node_id in enumerate(graph.order):
-        live.add(node_id)
-        peak = max(peak, sum(size[n] for n in live))
-        live = {n for n in live if last_use.get(n, len(graph.order)) > i}
-    return peak
+        held += _elements(graph.shape(node_id))
+        live[node_id] = held
+        held -= sum(_elements(graph.shape(n)) for n in frees.get(i, ()))
+    return live
+
+
+def peak_activation_elements(graph: Graph) -> int:
+    return max(live_elements(graph).values())
 
 
 def block_name(graph: Graph, index: int) -> str:
@@ -111,8 +296,72 @@ def block_name(graph: Graph, index: int) -> str:
     return "classifier" if block.section == "classifier" else f"features.{index}"
 
 
+def stage_label(graph: Graph, index: int) -> str:
+    """The stage-table row a block comes from; stem and head are named as such."""
+    block = graph.blocks[index]
+    if block.section == "classifier":
+        return "classifier"
+    if block.stage is not None:
+        return f"stages.{block.stage}"
+    before_stages = all(b.stage is None for b in graph.blocks[:index])
+    return "stem" if before_stages else "head"
+
+
+def separable_parts(graph: Graph) -> list[SeparableCost]:
+    """Every depthwise conv and the pointwise conv that follows it on the feature
+    map (past batch norm, activation and a squeeze-excite's gate multiply)."""
+    found = []
+    for node_id in graph.order:
+        data = graph.node(node_id)
+        if data["kind"] != "dwconv":
+            continue
+        pointwise = _next_conv(graph, node_id)
+        if pointwise is None:
+            continue
+        pw = graph.node(pointwise)["attrs"]
+        if pw["kernel"] != 1 or pw["groups"] != 1:
+            continue
+        a = data["attrs"]
+        _, out_h, out_w = data["shape"]
+        dw, pw_cost = node_cost(graph, node_id), node_cost(graph, pointwise)
+        found.append(
+            SeparableCost(
+                block=block_name(graph, data["block"]),
+                type=graph.blocks[data["block"]].type,
+                kernel=a["kernel"],
+                in_c=a["channels"],
+                multiplier=a["multiplier"],
+                out_c=pw["out_c"],
+                out_hw=(out_h, out_w),
+                depthwise_macs=dw.macs,
+                pointwise_macs=pw_cost.macs,
+                depthwise_params=dw.params,
+                pointwise_params=pw_cost.params,
+            )
+        )
+    return found
+
+
+def _next_conv(graph: Graph, node_id: str) -> str | None:
+    # Follow the feature map; a squeeze-excite branch starts with a pool.
+    current = node_id
+    while True:
+        successors = [
+            s for s in graph.g.successors(current) if graph.node(s)["kind"] != "pool"
+        ]
+        if len(successors) != 1:
+            return None
+        current = successors[0]
+        kind = graph.node(current)["kind"]
+        if kind == "conv":
+            return current
+        if kind not in ("bn", "act", "mul", "dropout"):
+            return None
+
+
 def report(graph: Graph, name: str, resolution: int) -> Report:
-    layers = [node_cost(graph, n) for n in graph.order]
+    live = live_elements(graph)
+    layers = [node_cost(graph, n, live[n]) for n in graph.order]
     blocks = []
     for block in graph.blocks:
         mine = [c for c in layers if c.block == block.index]
@@ -121,59 +370,24 @@ def report(graph: Graph, name: str, resolution: int) -> Report:
                 index=block.index,
                 name=block_name(graph, block.index),
                 type=block.type,
+                stage=stage_label(graph, block.index),
                 shape=block.out_shape,
-                params=sum(c.params for c in mine),
-                bn_stats=sum(c.bn_stats for c in mine),
-                macs=sum(c.macs for c in mine),
+                **{field: sum(getattr(c, field) for c in mine) for field in SUMMED},
+                peak_live=max(c.live for c in mine),
             )
         )
     return Report(
         name=name,
         resolution=resolution,
-        trainable_params=sum(c.params for c in layers),
-        non_trainable_params=sum(c.bn_stats for c in layers),
-        macs=sum(c.macs for c in layers),
-        peak_activation_elements=peak_activation_elements(graph),
         blocks=blocks,
         layers=layers,
+        separable=separable_parts(graph),
     )
 
 
 def format_table(rep: Report) -> str:
-    """A terminal table, one row per block, with totals."""
-    header = ("#", "block", "type", "output", "params", "MACs", "MACs %")
-    rows = []
-    for b in rep.blocks:
-        share = 100 * b.macs / rep.macs if rep.macs else 0.0
-        shape = "x".join(str(d) for d in b.shape)
-        rows.append(
-            (
-                str(b.index),
-                b.name,
-                b.type,
-                shape,
-                f"{b.params:,}",
-                f"{b.macs:,}",
-                f"{share:.1f}",
-            )
-        )
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    right = {0, 4, 5, 6}
+    """The terminal table (kept here for `compiler.format_table`; formats live in
+    report.py)."""
+    from .report import table
 
-    def line(cells) -> str:
-        return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=False))
-        ).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    out = [f"{rep.name} @ {rep.resolution}x{rep.resolution}", "", line(header), rule]
-    out += [line(r) for r in rows]
-    out += [
-        rule,
-        f"trainable parameters      {rep.trainable_params:>15,}",
-        f"batch-norm statistics     {rep.non_trainable_params:>15,}",
-        f"MACs (conv + linear)      {rep.macs:>15,}",
-        f"peak activations (fp32)   {rep.peak_activation_elements * 4 / 2**20:>13.2f} MiB",
-    ]
-    return "\n".join(out)
+    return table(rep)
