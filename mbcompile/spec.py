@@ -22,12 +22,15 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
+from . import compose
 from . import conventions as conv
 from .errors import SpecError, SpecErrors
-from .yamlsource import Located, parse, read_text
+from .yamlsource import Located
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 ACTIVATIONS = (
@@ -106,6 +109,7 @@ Identifier = Annotated[str, AfterValidator(_identifier)]
 Positive = Annotated[float, AfterValidator(_positive)]
 Ratio = Annotated[float, AfterValidator(_ratio)]
 Dilation = Annotated[int, Field(ge=1, le=16)]
+SeRatio = Annotated[float, Field(gt=0, le=1)]
 
 
 class Strict(BaseModel):
@@ -146,7 +150,24 @@ class StemSpec(Strict):
     act: Activation = "relu6"
 
 
-class DepthwiseSeparableRow(Strict):
+class Row(Strict):
+    """What every stage-table row shares: a dilated convolution does not stride."""
+
+    @model_validator(mode="after")
+    def _dilation_without_stride(self) -> Row:
+        dilation, stride = getattr(self, "dilation", 1), getattr(self, "s", 1)
+        _check(dilation == 1 or stride == 1, "a row with dilation > 1 needs s: 1")
+        return self
+
+
+def _one_expansion(row: Any) -> None:
+    _check(
+        (row.t is None) != (row.exp is None),
+        "give exactly one of 't' (ratio) or 'exp' (expanded channels)",
+    )
+
+
+class DepthwiseSeparableRow(Row):
     """MobileNet V1 row: depthwise k x k (+BN+act), then pointwise 1x1 to c (+BN+act)."""
 
     block: Literal["depthwise_separable"]
@@ -155,21 +176,70 @@ class DepthwiseSeparableRow(Strict):
     s: Stride = 1
     k: Kernel = 3
     act: Activation = "relu6"
+    dilation: Dilation = 1
 
 
-class InvertedResidualRow(Strict):
-    """MobileNet V2 row (t, c, n, s): expansion ratio, out channels, repeats, stride."""
+class InvertedResidualRow(Row):
+    """MobileNet V2 row (t, c, n, s): expansion ratio, out channels, repeats, stride.
+
+    Options: `exp` (absolute expanded channels instead of `t`), squeeze-excite
+    (`se`, `se_ratio`), `dilation`, and `residual: false` to drop the shortcut.
+    """
 
     block: Literal["inverted_residual"]
-    t: Positive
+    t: Positive | None = None
+    exp: Channels | None = None
     c: Channels
     n: Repeats = 1
     s: Stride = 1
     k: Kernel = 3
     act: Activation = "relu6"
+    se: bool = False
+    se_ratio: SeRatio = 0.25
+    dilation: Dilation = 1
+    residual: bool = True
+
+    @model_validator(mode="after")
+    def _expansion(self) -> InvertedResidualRow:
+        _one_expansion(self)
+        return self
 
 
-class BneckRow(Strict):
+class FusedInvertedResidualRow(Row):
+    """Fused inverted residual (EdgeTPU, EfficientNetV2): a k x k full conv expands
+    (instead of 1x1 + depthwise), then a 1x1 linear projection; one k x k conv when
+    the expansion keeps the width (t = 1)."""
+
+    block: Literal["fused_inverted_residual"]
+    t: Positive | None = None
+    exp: Channels | None = None
+    c: Channels
+    n: Repeats = 1
+    s: Stride = 1
+    k: Kernel = 3
+    act: Activation = "relu6"
+    dilation: Dilation = 1
+    residual: bool = True
+
+    @model_validator(mode="after")
+    def _expansion(self) -> FusedInvertedResidualRow:
+        _one_expansion(self)
+        return self
+
+
+class ConvBnActRow(Row):
+    """A plain stage: k x k conv (no bias), batch norm, activation; n times."""
+
+    block: Literal["conv_bn_act"]
+    c: Channels
+    n: Repeats = 1
+    s: Stride = 1
+    k: Kernel = 3
+    act: Activation = "relu6"
+    dilation: Dilation = 1
+
+
+class BneckRow(Row):
     """MobileNet V3 row: kernel, expanded size, out channels, SE, activation, stride."""
 
     block: Literal["bneck"]
@@ -180,13 +250,26 @@ class BneckRow(Strict):
     act: Activation
     s: Stride
     n: Repeats = 1
+    se_ratio: SeRatio = 0.25
+    dilation: Dilation = 1
+    residual: bool = True
 
 
 StageRow = Annotated[
-    DepthwiseSeparableRow | InvertedResidualRow | BneckRow,
+    DepthwiseSeparableRow
+    | InvertedResidualRow
+    | BneckRow
+    | FusedInvertedResidualRow
+    | ConvBnActRow,
     Field(discriminator="block"),
 ]
-BLOCK_TYPES = ("depthwise_separable", "inverted_residual", "bneck")
+BLOCK_TYPES = (
+    "depthwise_separable",
+    "inverted_residual",
+    "bneck",
+    "fused_inverted_residual",
+    "conv_bn_act",
+)
 
 
 class HeadConvSpec(Strict):
@@ -211,9 +294,38 @@ class HiddenSpec(Strict):
 
 class HeadSpec(Strict):
     conv: HeadConvSpec | None = None
-    pool: Literal["avg"] = "avg"
+    pool: Literal["avg", "max", "none"] = "avg"  # "none": only with include_top: false
     hidden: HiddenSpec | None = None
     dropout: Ratio = 0.0
+
+
+def _tap(v: int | str) -> int | str:
+    if isinstance(v, str):
+        _check(
+            v in STRIDE_TAPS,
+            f"unknown feature tap '{v}'; expected a block index or one of "
+            f"{', '.join(STRIDE_TAPS)}",
+        )
+    else:
+        _check(0 <= v < 1024, "block index must be between 0 and 1023")
+    return v
+
+
+def _taps(v: list | str) -> list | str:
+    if isinstance(v, str):
+        _check(v == "each_stride", "expected a list of taps or 'each_stride'")
+    else:
+        _check(len(set(v)) == len(v), "feature taps must not repeat")
+    return v
+
+
+# A tap is a block index in `features` (0 = stem) or the last block at a total stride;
+# `each_stride` taps the last block of every resolution.
+STRIDE_TAPS = ("stride2", "stride4", "stride8", "stride16", "stride32")
+FeatureTap = Annotated[int | str, AfterValidator(_tap)]
+FeatureTaps = Annotated[
+    list[FeatureTap] | str, Field(min_length=1), AfterValidator(_taps)
+]
 
 
 class Spec(Strict):
@@ -226,10 +338,39 @@ class Spec(Strict):
     depth_multiplier: Annotated[int, Field(ge=1, le=8)] = 1
     channel_divisor: Annotated[int, Field(ge=1, le=256)] = 8
     conventions: ConventionsSpec
-    block: Literal["depthwise_separable", "inverted_residual", "bneck"] | None = None
+    # Backbone use: no classifier, dilation instead of stride, named feature outputs.
+    include_top: bool = True
+    output_stride: Literal[8, 16, 32] | None = None
+    features: FeatureTaps | None = None
+    block: (
+        Literal[
+            "depthwise_separable",
+            "inverted_residual",
+            "bneck",
+            "fused_inverted_residual",
+            "conv_bn_act",
+        ]
+        | None
+    ) = None
     stem: StemSpec
     stages: Annotated[list[StageRow], Field(min_length=1, max_length=256)]
     head: HeadSpec
+
+    @field_validator("features")
+    @classmethod
+    def _features_need_headless(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is not None and info.data.get("include_top", True):
+            raise ValueError("feature outputs need include_top: false")
+        return v
+
+    @field_validator("head")
+    @classmethod
+    def _top_needs_pooling(cls, v: HeadSpec, info: ValidationInfo) -> HeadSpec:
+        if v.pool == "none" and info.data.get("include_top", True):
+            raise ValueError(
+                "pool: none needs include_top: false (logits need pooling)"
+            )
+        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -267,13 +408,14 @@ class LoadedSpec(BaseModel):
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
     """Read, override and validate a spec file. Raises SpecError on bad input."""
     display = str(path)
-    located = parse(read_text(Path(path), display), display)
+    located = compose.load(Path(path), display)  # `extends:` merged, with origins
     data = copy.deepcopy(located.data)
     origins: dict[tuple, str] = {}
     for text in overrides:
         field_path, value = _parse_override(text)
         _apply_override(data, field_path, value, text)
         origins[field_path] = f"--set {text}"
+    compose.apply_all_rows(data, located, origins)
     spec = validate(data, located, origins)
     return LoadedSpec(spec=spec, source=display, content_hash=content_hash(spec))
 
@@ -396,19 +538,16 @@ def _located_error(err: dict, data: dict, located: Located, origins: dict) -> Sp
     for origin_path, origin in origins.items():
         if loc[: len(origin_path)] == origin_path:
             return SpecError(message, source=origin, field=_field_path(loc) or None)
-    return SpecError(
-        message,
-        source=located.source,
-        line=located.line_of(loc),
-        field=_field_path(loc) or None,
-    )
+    source, line = compose.where(located, loc)  # merged specs: the value's own file
+    return SpecError(message, source=source, line=line, field=_field_path(loc) or None)
 
 
 def _suggest(key: Any, parent: tuple, data: dict) -> str | None:
     model = _model_at(parent, data)
     if model is None or not isinstance(key, str):
         return None
-    matches = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.6)
+    names = list(model.model_fields) + (list(compose.KEYS) if model is Spec else [])
+    matches = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     return matches[0] if matches else None
 
 
@@ -416,6 +555,8 @@ _ROW_MODELS = {
     "depthwise_separable": DepthwiseSeparableRow,
     "inverted_residual": InvertedResidualRow,
     "bneck": BneckRow,
+    "fused_inverted_residual": FusedInvertedResidualRow,
+    "conv_bn_act": ConvBnActRow,
 }
 
 
