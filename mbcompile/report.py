@@ -48,7 +48,7 @@ def share(part: int, whole: int) -> str:
     return f"{100 * part / whole:.1f}" if whole else "0.0"
 
 
-def _align(rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
+def aligned(rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
     """Rows as aligned text lines, a rule under the first (the header)."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
 
@@ -62,7 +62,7 @@ def _align(rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
     return [line(rows[0]), rule, *(line(r) for r in rows[1:])]
 
 
-def _md_table(rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
+def md_table(rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
     header, *body = rows
     align = ["---:" if i in right else "---" for i in range(len(header))]
     return ["| " + " | ".join(cells) + " |" for cells in [header, tuple(align), *body]]
@@ -193,18 +193,18 @@ def explain_summary(rep: Report) -> str:
 
 def table(rep: Report, *, explain: bool = False, layers: bool = False) -> str:
     out = [f"{rep.name} @ {rep.resolution}x{rep.resolution}", ""]
-    out += _align(block_rows(rep), BLOCK_RIGHT)
+    out += aligned(block_rows(rep), BLOCK_RIGHT)
     out.append("")
     width = max(len(label) for label, _ in total_rows(rep))
     out += [f"{label:<{width}}  {value:>15}" for label, value in total_rows(rep)]
     out.append("")
-    out += _align(memory_rows(rep), {1, 2, 3})
+    out += aligned(memory_rows(rep), {1, 2, 3})
     if layers:
-        out += ["", *_align(layer_rows(rep), {5, 6, 7, 8})]
+        out += ["", *aligned(layer_rows(rep), {5, 6, 7, 8})]
     if explain:
         out += ["", "depthwise-separable vs standard convolution", ""]
         if rep.separable:
-            out += _align(separable_rows(rep), SEPARABLE_RIGHT)
+            out += aligned(separable_rows(rep), SEPARABLE_RIGHT)
             out += ["", explain_summary(rep)]
         else:
             out.append("(no depthwise convolution followed by a 1x1 convolution)")
@@ -297,7 +297,7 @@ def markdown(loaded: LoadedSpec, graph: Graph, rep: Report | None = None) -> str
         "",
         "## Totals",
         "",
-        *_md_table([("count", "value"), *total_rows(rep)], {1}),
+        *md_table([("count", "value"), *total_rows(rep)], {1}),
         "",
         "MACs follow the papers (convolutions and dense layers; bias, batch norm, "
         "activations, adds and pooling excluded); the other operations are listed "
@@ -307,7 +307,7 @@ def markdown(loaded: LoadedSpec, graph: Graph, rep: Report | None = None) -> str
         "",
         "## Memory",
         "",
-        *_md_table(memory_rows(rep), {1, 2, 3}),
+        *md_table(memory_rows(rep), {1, 2, 3}),
         "",
         "Weights include the batch-norm statistics. Peak activations: the largest "
         "set of tensors alive at once when the ops run in order, each freed after "
@@ -315,13 +315,13 @@ def markdown(loaded: LoadedSpec, graph: Graph, rep: Report | None = None) -> str
         "",
         "## Blocks",
         "",
-        *_md_table(block_rows(rep), BLOCK_RIGHT),
+        *md_table(block_rows(rep), BLOCK_RIGHT),
         "",
         "## Depthwise-separable vs standard convolution",
         "",
     ]
     if rep.separable:
-        out += [EXPLAIN_INTRO, "", *_md_table(separable_rows(rep), SEPARABLE_RIGHT)]
+        out += [EXPLAIN_INTRO, "", *md_table(separable_rows(rep), SEPARABLE_RIGHT)]
         out += ["", explain_summary(rep)]
     else:
         out.append("This network has no depthwise convolution followed by a 1×1 one.")
