@@ -1,7 +1,8 @@
 """Rewrite generated/ from specs/: `python -m mbcompile.regenerate`.
 
-generated/<backend>/<spec>.py is the committed output for every spec in specs/; the
-golden test fails when any of them is stale.
+generated/<backend>/<spec>.py is the committed output for every spec in specs/, and
+generated/reports/<spec>.md its cost report; the golden test fails when any of them
+is stale.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import compiler
+from . import compiler, report
 
 
 def expected_outputs(root: Path) -> dict[Path, str]:
@@ -20,6 +21,8 @@ def expected_outputs(root: Path) -> dict[Path, str]:
         for backend in compiler.BACKENDS:
             target = root / "generated" / backend / f"{spec.stem}.py"
             outputs[target] = compiler.generate(loaded, graph, backend)
+        report_path = root / "generated" / "reports" / f"{spec.stem}.md"
+        outputs[report_path] = report.markdown(loaded, graph)
     return outputs
 
 
