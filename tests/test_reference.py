@@ -1,15 +1,19 @@
-"""Canonical specs reproduce the reference libraries' published figures.
+"""Canonical specs reproduce the reference libraries' published figures, and the
+cost model agrees with both frameworks' own counts for every spec we ship.
 
 The expected numbers were measured from torchvision 0.28.0 and keras 3.15.1
-(see tests/reference/README.md), independently of mbcompile.
+(see tests/reference/README.md), independently of mbcompile. The framework counts
+come from the generated models themselves: parameters and buffers as each framework
+holds them, MACs from forward hooks (PyTorch) and from layer output shapes (Keras).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from helpers import CANONICAL, SPECS, build, keras_weighted_layers
+from helpers import CANONICAL, ROOT, SPECS, build, keras_weighted_layers
 from mbcompile import compiler
+from mbcompile.cost import report
 
 # name: (trainable parameters, batch-norm statistics, MACs at 224x224)
 REFERENCE = {
@@ -27,20 +31,40 @@ def test_report_matches_reference(name):
     assert (rep.trainable_params, rep.non_trainable_params, rep.macs) == REFERENCE[name]
 
 
-@pytest.mark.parametrize("name", CANONICAL)
-def test_torch_model_counts(name, tmp_path):
+# Every spec whose counts the frameworks must confirm: the canonical ones (also held
+# against REFERENCE), any examples/*.yaml, and variants that change widths,
+# resolution and conventions. (label, spec path, overrides)
+CASES = [(name, SPECS / f"{name}.yaml", ()) for name in CANONICAL]
+CASES += [
+    (f"examples/{p.name}", p, ()) for p in sorted((ROOT / "examples").glob("*.yaml"))
+]
+CASES += [
+    (f"{name}@{','.join(sets)}", SPECS / f"{name}.yaml", sets)
+    for name, sets in (
+        ("v1", ("width_multiplier=0.25", "resolution=128")),
+        ("v2", ("width_multiplier=0.5", "resolution=160")),
+        ("v3_large", ("conventions=keras_applications", "width_multiplier=0.75")),
+        ("v3_small", ("resolution=192",)),
+    )
+]
+
+
+def ours(graph) -> tuple[int, int, int]:
+    rep = report(graph, "case", graph.shape("input")[1])
+    return rep.trainable_params, rep.non_trainable_params, rep.macs
+
+
+def torch_counts(model, input_shape) -> tuple[int, int, int]:
+    """(trainable, BN statistics, MACs): parameters and buffers as torch holds them,
+    MACs from forward hooks on every Conv2d and Linear."""
     import torch
 
-    _, _graph, model = build(SPECS / f"{name}.yaml", "torch", tmp_path)
-    trainable, statistics, macs = REFERENCE[name]
-    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == trainable
-    buffers = [
-        b
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    statistics = sum(
+        b.numel()
         for n, b in model.named_buffers()
         if n.endswith(("running_mean", "running_var"))
-    ]
-    assert sum(b.numel() for b in buffers) == statistics
-
+    )
     counted = []
 
     def hook(module, inputs, output):
@@ -50,23 +74,24 @@ def test_torch_model_counts(name, tmp_path):
         else:
             counted.append(module.in_features * module.out_features * output.shape[0])
 
-    for module in model.modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
-            module.register_forward_hook(hook)
+    handles = [
+        module.register_forward_hook(hook)
+        for module in model.modules()
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, 3, 224, 224))
-    assert sum(counted) == macs
+        model(torch.zeros(1, *input_shape))
+    for handle in handles:
+        handle.remove()
+    return trainable, statistics, sum(counted)
 
 
-@pytest.mark.parametrize("name", CANONICAL)
-def test_keras_model_counts(name, tmp_path):
-    _, _, model = build(SPECS / f"{name}.yaml", "keras", tmp_path)
-    trainable, statistics, macs = REFERENCE[name]
-    assert sum(int(w.numpy().size) for w in model.trainable_weights) == trainable
-    assert sum(int(w.numpy().size) for w in model.non_trainable_weights) == statistics
+def keras_counts(model) -> tuple[int, int, int]:
+    """(trainable, BN statistics, MACs): Keras' weights, MACs from layer shapes."""
+    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    statistics = sum(int(w.numpy().size) for w in model.non_trainable_weights)
     assert model.count_params() == trainable + statistics
-
     counted = 0
     for layer in keras_weighted_layers(model):
         kind = type(layer).__name__
@@ -78,4 +103,22 @@ def test_keras_model_counts(name, tmp_path):
             # Conv2D (kh, kw, in, out), DepthwiseConv2D (kh, kw, C, m), Dense (in, out):
             # every kernel entry is one multiply-accumulate per output position.
             counted += out_positions * kernel.size
-    assert counted == macs
+    return trainable, statistics, counted
+
+
+@pytest.mark.parametrize(("label", "path", "sets"), CASES, ids=[c[0] for c in CASES])
+def test_torch_model_counts(label, path, sets, tmp_path):
+    _, graph, model = build(path, "torch", tmp_path, sets)
+    counts = torch_counts(model, graph.shape("input"))
+    assert counts == ours(graph)
+    if label in REFERENCE:
+        assert counts == REFERENCE[label]
+
+
+@pytest.mark.parametrize(("label", "path", "sets"), CASES, ids=[c[0] for c in CASES])
+def test_keras_model_counts(label, path, sets, tmp_path):
+    _, graph, model = build(path, "keras", tmp_path, sets)
+    counts = keras_counts(model)
+    assert counts == ours(graph)
+    if label in REFERENCE:
+        assert counts == REFERENCE[label]
