@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         from . import compiler
 
         return _run(args, compiler)
+    except SystemExit as exc:  # argparse: --help, --version, usage errors (code 2)
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     except SpecError as exc:
         for line in str(exc).splitlines():
             print(f"mbcompile: error: {line}", file=sys.stderr)
@@ -131,8 +133,10 @@ def _run(args: argparse.Namespace, compiler) -> int:
         sys.stdout.write(render(loaded, graph, args.format))
     if backend is None:
         return EXIT_OK
-    for name in ("keras", "torch") if backend == "all" else (backend,):
-        text = compiler.generate(loaded, graph, name)
+    names = ("keras", "torch") if backend == "all" else (backend,)
+    # Generate everything before writing anything: a failure writes nothing.
+    texts = {name: compiler.generate(loaded, graph, name) for name in names}
+    for name, text in texts.items():
         target = compiler.write_output(text, args.output, name, args.spec)
         if target is not None:
             print(f"mbcompile: wrote {target}", file=sys.stderr)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .backends import BACKENDS, generate
 from .blocks import build_graph
-from .cost import Report, format_table, report
+from .cost import Report, format_table, node_cost, report, stage_label
 from .errors import SpecError
 from .ir import Graph
 from .spec import LoadedSpec, load
@@ -29,9 +29,38 @@ __all__ = [
 ]
 
 
+# Far beyond any MobileNet (V3-Large: 5.5M) yet still a model one could build; above
+# it a spec is a typo or an attack (width 8 x 16384 channels: ~10^10 per layer).
+MAX_PARAMS = 2_000_000_000
+
+
 def load_and_expand(path: str | Path, overrides=()) -> tuple[LoadedSpec, Graph]:
     loaded = load(path, overrides)
-    return loaded, build_graph(loaded.spec, loaded.source)
+    graph = build_graph(loaded.spec, loaded.source)
+    check_budget(loaded, graph)
+    return loaded, graph
+
+
+def check_budget(loaded: LoadedSpec, graph: Graph) -> None:
+    """Reject networks over MAX_PARAMS, naming the spec field of the largest block."""
+    per_block = [0] * len(graph.blocks)
+    for node_id in graph.parametric():
+        cost = node_cost(graph, node_id)
+        block = graph.node(node_id)["block"]
+        per_block[block] += cost.params + cost.bn_stats
+    total = sum(per_block)
+    if total <= MAX_PARAMS:
+        return
+    biggest = max(range(len(per_block)), key=per_block.__getitem__)
+    label = stage_label(graph, biggest)  # stem, stages.<row>, head or classifier
+    field = {"stem": ("stem",), "head": ("head", "conv"), "classifier": ("head",)}
+    loc = field.get(label) or ("stages", graph.blocks[biggest].stage)
+    raise loaded.error(
+        loc,
+        f"the network would have {total:,} parameters, over the limit of "
+        f"{MAX_PARAMS:,}; its largest block ({per_block[biggest]:,}) comes from here "
+        f"(width_multiplier {loaded.spec.width_multiplier})",
+    )
 
 
 def cost_report(loaded: LoadedSpec, graph: Graph) -> Report:

@@ -27,10 +27,10 @@ class SpecError(Exception):
     def one_line(self) -> str:
         where = ""
         if self.source is not None:
-            where = self.source if self.line is None else f"{self.source}:{self.line}"
+            source = printable(self.source)
+            where = source if self.line is None else f"{source}:{self.line}"
         parts = [p for p in (where, self.field) if p]
-        text = " ".join(self.message.split())  # never more than one line
-        return ": ".join([*parts, text])
+        return ": ".join([*parts, printable(self.message)])
 
 
 class SpecErrors(SpecError):
@@ -42,3 +42,18 @@ class SpecErrors(SpecError):
 
     def one_line(self) -> str:  # pragma: no cover - the CLI prints each line
         return "\n".join(e.one_line() for e in self.errors)
+
+
+def printable(text: str) -> str:
+    """`text` on one line: whitespace runs become one space, and other control or
+    invisible characters (which could fake or hide lines on a terminal) are escaped."""
+    text = " ".join(str(text).split())
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """A piece of user input quoted in a message, cut to a readable length."""
+    text = printable(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

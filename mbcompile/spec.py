@@ -15,7 +15,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -29,8 +28,8 @@ from pydantic import (
 
 from . import compose
 from . import conventions as conv
-from .errors import SpecError, SpecErrors
-from .yamlsource import Located
+from .errors import SpecError, SpecErrors, shorten
+from .yamlsource import Located, scalar
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 ACTIVATIONS = (
@@ -45,6 +44,7 @@ ACTIVATIONS = (
 ACTIVATION_ALIASES = {"silu": "swish", "hswish": "hardswish", "linear": "identity"}
 MAX_CHANNELS = 16_384
 MAX_REPEATS = 64
+MAX_BLOCKS = 512  # stage-table blocks in all (sum of n); MobileNets have 13-17
 
 
 def _check(condition: bool, message: str):
@@ -113,7 +113,11 @@ SeRatio = Annotated[float, Field(gt=0, le=1)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # No inf/nan: they pass range checks like `> 0` and then break the arithmetic
+    # or the generated code.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, allow_inf_nan=False
+    )
 
 
 class ConventionsSpec(Strict):
@@ -392,6 +396,25 @@ class Spec(Strict):
         return conv.resolve(self.conventions.profile, self.family, given)
 
 
+class Locator:
+    """Turns a field path into a located SpecError: the file and line the value
+    came from, or the `--set` that changed it."""
+
+    def __init__(self, located: Located, origins: dict[tuple, str]) -> None:
+        self.located = located
+        self.origins = origins
+
+    def error(self, loc: tuple, message: str) -> SpecError:
+        field = _field_path(loc) or None
+        for origin_path, origin in self.origins.items():
+            # The value a --set changed, or (say, a row) something containing it.
+            inside = loc[: len(origin_path)] == origin_path
+            if inside or (loc and origin_path[: len(loc)] == loc):
+                return SpecError(message, source=origin, field=field)
+        source, line = compose.where(self.located, loc)  # merged: the value's file
+        return SpecError(message, source=source, line=line, field=field)
+
+
 class LoadedSpec(BaseModel):
     """A validated spec plus where it came from."""
 
@@ -400,6 +423,13 @@ class LoadedSpec(BaseModel):
     spec: Spec
     source: str  # as the user named it
     content_hash: str  # sha256 of the normalised, validated content
+    # Locates problems found after validation (e.g. in the expanded network).
+    locator: Locator | None = Field(default=None, exclude=True, repr=False)
+
+    def error(self, loc: tuple, message: str) -> SpecError:
+        if self.locator is None:
+            return SpecError(message, source=self.source, field=_field_path(loc))
+        return self.locator.error(loc, message)
 
 
 # --------------------------------------------------------------------------- loading
@@ -408,6 +438,11 @@ class LoadedSpec(BaseModel):
 def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
     """Read, override and validate a spec file. Raises SpecError on bad input."""
     display = str(path)
+    if not Path(display).name.isprintable():
+        # The file name is quoted in generated headers and in messages.
+        raise SpecError(
+            "file name contains control or invisible characters", source=display
+        )
     located = compose.load(Path(path), display)  # `extends:` merged, with origins
     data = copy.deepcopy(located.data)
     origins: dict[tuple, str] = {}
@@ -417,25 +452,66 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Loade
         origins[field_path] = f"--set {text}"
     compose.apply_all_rows(data, located, origins)
     spec = validate(data, located, origins)
-    return LoadedSpec(spec=spec, source=display, content_hash=content_hash(spec))
+    return LoadedSpec(
+        spec=spec,
+        source=display,
+        content_hash=content_hash(spec),
+        locator=Locator(located, origins),
+    )
 
 
 def validate(
     data: dict, located: Located, origins: dict[tuple, str] | None = None
 ) -> Spec:
+    locator = Locator(located, origins or {})
     try:
-        return Spec.model_validate(data)
+        spec = Spec.model_validate(data)
     except ValidationError as exc:
         raise SpecErrors(
-            [_located_error(err, data, located, origins or {}) for err in exc.errors()]
+            [_located_error(err, data, locator) for err in exc.errors()]
         ) from None
+    problems = [locator.error(loc, message) for loc, message in _network_limits(spec)]
+    if problems:
+        raise SpecErrors(problems)
+    return spec
+
+
+def total_stride(spec: Spec) -> int:
+    """How much the feature map shrinks from input to the last block."""
+    stride = spec.stem.s
+    for row in spec.stages:
+        stride *= row.s
+    if spec.output_stride is not None:  # later strides become dilations
+        stride = min(stride, spec.output_stride)
+    return stride
+
+
+def _network_limits(spec: Spec) -> list[tuple[tuple, str]]:
+    """Limits that involve several fields, as (field path, message)."""
+    problems = []
+    stride = total_stride(spec)
+    if spec.resolution < stride:
+        problems.append(
+            (
+                ("resolution",),
+                f"{spec.resolution} is too small for this network (total stride "
+                f"{stride}; needs at least {stride})",
+            )
+        )
+    blocks = sum(row.n for row in spec.stages)
+    if blocks > MAX_BLOCKS:
+        problems.append(
+            (("stages",), f"{blocks} blocks in all (sum of n); at most {MAX_BLOCKS}")
+        )
+    return problems
 
 
 def content_hash(spec: Spec) -> str:
-    """Hash of the validated content: formatting, comments and key order don't count."""
-    canonical = json.dumps(
-        spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
-    )
+    """Hash of the validated content: formatting, comments, key order, shorthands and
+    values spelled out at their default don't count (so neither do fields that later
+    versions add with a default)."""
+    content = spec.model_dump(mode="json", exclude_defaults=True)
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -443,15 +519,11 @@ def _parse_override(text: str) -> tuple[tuple, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise SpecError("expected KEY=VALUE", source=f"--set {text}")
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        value = raw
-    if isinstance(value, (dict, list)):
-        value = raw  # --set values are scalars; validation reports the type
+    value = scalar(raw)  # a YAML scalar; lists, mappings and tags stay strings
     parts: list[Any] = []
     for part in key.strip().split("."):
-        parts.append(int(part) if part.isdigit() else part)
+        # ASCII digits only: "²".isdigit() is true but int("²") fails.
+        parts.append(int(part) if part.isascii() and part.isdigit() else part)
     return tuple(parts), value
 
 
@@ -514,13 +586,13 @@ def _clean_loc(loc: tuple) -> tuple:
     )
 
 
-def _located_error(err: dict, data: dict, located: Located, origins: dict) -> SpecError:
+def _located_error(err: dict, data: dict, locator: Locator) -> SpecError:
     loc = _clean_loc(tuple(err["loc"]))
     kind = err["type"]
     message = err["msg"]
     if kind == "extra_forbidden":
         key = loc[-1]
-        message = f"unknown key '{key}'"
+        message = f"unknown key '{shorten(str(key))}'"
         suggestion = _suggest(key, loc[:-1], data)
         if suggestion:
             message += f" — did you mean '{suggestion}'?"
@@ -535,11 +607,7 @@ def _located_error(err: dict, data: dict, located: Located, origins: dict) -> Sp
         )
     elif kind == "value_error":
         message = message.removeprefix("Value error, ")
-    for origin_path, origin in origins.items():
-        if loc[: len(origin_path)] == origin_path:
-            return SpecError(message, source=origin, field=_field_path(loc) or None)
-    source, line = compose.where(located, loc)  # merged specs: the value's own file
-    return SpecError(message, source=source, line=line, field=_field_path(loc) or None)
+    return locator.error(loc, message)
 
 
 def _suggest(key: Any, parent: tuple, data: dict) -> str | None:

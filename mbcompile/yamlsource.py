@@ -9,15 +9,50 @@ point at the file and line.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import SpecError
+from .errors import SpecError, shorten
 
-MAX_BYTES = 1_000_000
+# Canonical specs are ~2 kB; 64 KiB leaves room for 256 commented rows while keeping
+# PyYAML's pure-Python composer (~10 µs a byte at worst) well inside a second.
+MAX_BYTES = 64 * 1024
 MAX_DEPTH = 32
+
+# Only plain data: anything else (!!python/..., !!binary, !!set, custom tags) is
+# rejected rather than constructed or silently reinterpreted.
+_TAGS = {
+    f"tag:yaml.org,2002:{name}": name
+    for name in ("null", "bool", "int", "float", "str", "seq", "map")
+}
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads YAML 1.2 exponent floats (`1e-3`, `1.0e5`), which
+    YAML 1.1 leaves as strings: a spec author writing them means numbers."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def scalar(text: str) -> Any:
+    """A single `--set` value read like a YAML scalar; anything else stays a string."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except (yaml.YAMLError, RecursionError):
+        return text
+    if node is None:
+        return None  # `--set key=` is YAML's empty value, null
+    if not isinstance(node, yaml.ScalarNode) or node.tag not in _TAGS:
+        return text
+    return _Loader("").construct_object(node, deep=True)
 
 
 class Located:
@@ -39,20 +74,23 @@ class Located:
 
 
 def read_text(path: Path, display: str) -> str:
+    if path.is_dir():
+        raise SpecError("is a directory, expected a YAML file", source=display)
     try:
-        size = path.stat().st_size
+        # Read at most one byte past the limit: /dev/zero, pipes and files growing
+        # while we read are bounded too (their size on disk says nothing).
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise SpecError("file not found", source=display) from None
     except OSError as exc:
-        raise SpecError(f"cannot read file ({exc.strerror})", source=display) from None
-    if path.is_dir():
-        raise SpecError("is a directory, expected a YAML file", source=display)
-    if size > MAX_BYTES:
+        reason = exc.strerror or type(exc).__name__
+        raise SpecError(f"cannot read file ({reason})", source=display) from None
+    if len(raw) > MAX_BYTES:
         raise SpecError(
-            f"file is {size:,} bytes; specs are limited to {MAX_BYTES:,} bytes",
+            f"file is larger than {MAX_BYTES:,} bytes, the limit for a spec",
             source=display,
         )
-    raw = path.read_bytes()
     if b"\x00" in raw:
         raise SpecError(
             "binary content; expected a UTF-8 YAML text file", source=display
@@ -67,12 +105,15 @@ def read_text(path: Path, display: str) -> str:
 def parse(text: str, source: str) -> Located:
     """Parse one YAML document into plain data (dict/list/scalars) with line numbers."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError(f"invalid YAML: {problem}", source=source, line=line) from None
+        # e.g. "expected a single document in the stream, but found another document"
+        problem = ", ".join(p for p in (exc.context, exc.problem) if p)
+        raise SpecError(
+            f"invalid YAML: {problem or 'syntax error'}", source=source, line=line
+        ) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", source=source) from None
     except RecursionError:
@@ -82,7 +123,7 @@ def parse(text: str, source: str) -> Located:
             "empty document; expected a mapping of spec keys", source=source
         )
     lines: dict[tuple, int] = {(): node.start_mark.line + 1}
-    constructor = yaml.SafeLoader("")
+    constructor = _Loader("")
     data = _convert(node, (), 0, lines, constructor, source, set())
     if not isinstance(data, dict):
         raise SpecError(
@@ -91,6 +132,16 @@ def parse(text: str, source: str) -> Located:
             line=node.start_mark.line + 1,
         )
     return Located(data, lines, source)
+
+
+def _tag_problem(node) -> str:
+    if node.tag == "tag:yaml.org,2002:timestamp" and node.style is None:
+        return f"'{shorten(node.value)}' reads as a date; quote it if it is a string"
+    tag = shorten(node.tag.replace("tag:yaml.org,2002:", "!!"))
+    return (
+        f"unsupported YAML tag '{tag}'; specs hold only strings, numbers, booleans, "
+        "null, lists and mappings"
+    )
 
 
 def _convert(node, path, depth, lines, constructor, source, seen) -> Any:
@@ -109,6 +160,8 @@ def _convert(node, path, depth, lines, constructor, source, seen) -> Any:
             line=line,
         )
     seen.add(id(node))
+    if node.tag not in _TAGS:
+        raise SpecError(_tag_problem(node), source=source, line=line)
     if isinstance(node, yaml.ScalarNode):
         try:
             return constructor.construct_object(node, deep=True)
@@ -129,7 +182,9 @@ def _convert(node, path, depth, lines, constructor, source, seen) -> Any:
             key_line = key_node.start_mark.line + 1
             if not isinstance(key, str):
                 raise SpecError(
-                    f"key {key!r} is not a string", source=source, line=key_line
+                    f"key {shorten(repr(key))} is not a string",
+                    source=source,
+                    line=key_line,
                 )
             if key == "<<":
                 raise SpecError(
@@ -138,7 +193,9 @@ def _convert(node, path, depth, lines, constructor, source, seen) -> Any:
                     line=key_line,
                 )
             if key in out:
-                raise SpecError(f"duplicate key '{key}'", source=source, line=key_line)
+                raise SpecError(
+                    f"duplicate key '{shorten(key)}'", source=source, line=key_line
+                )
             lines[(*path, key)] = key_line
             out[key] = _convert(
                 value_node, (*path, key), depth + 1, lines, constructor, source, seen
