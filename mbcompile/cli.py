@@ -78,6 +78,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare": (".compare", "compare the costs of specs and --set variants"),
     "plot": (".plots", "bar chart of MACs and parameters per block (PNG/SVG)"),
     "diagram": (".diagram", "block-graph diagram as Mermaid, dot or SVG"),
+    "weights": (".porting", "convert weights between PyTorch and Keras files"),
 }
 
 
