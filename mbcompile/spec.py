@@ -467,9 +467,10 @@ def validate(
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        raise SpecErrors(
-            [_located_error(err, data, locator) for err in exc.errors()]
-        ) from None
+        found = [_located_error(err, data, locator) for err in exc.errors()]
+        # In file order (pydantic reports in field order); --set problems last.
+        found.sort(key=lambda e: (e.line is None, e.source or "", e.line or 0))
+        raise SpecErrors(found) from None
     problems = [locator.error(loc, message) for loc, message in _network_limits(spec)]
     if problems:
         raise SpecErrors(problems)
@@ -510,7 +511,8 @@ def content_hash(spec: Spec) -> str:
     """Hash of the validated content: formatting, comments, key order, shorthands and
     values spelled out at their default don't count (so neither do fields that later
     versions add with a default)."""
-    content = spec.model_dump(mode="json", exclude_defaults=True)
+    # Top-level `block:` only fills in rows, which carry it after validation.
+    content = spec.model_dump(mode="json", exclude_defaults=True, exclude={"block"})
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
