@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from . import __version__
-from .errors import SpecError
+from .errors import SpecError, printable
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -115,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             tb = tb.tb_next
         if tb is not None:
             where = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
+        problem = printable(f"{type(exc).__name__}: {exc}{where}")  # one line
         print(
-            f"mbcompile: internal error: {type(exc).__name__}: {exc}{where} "
+            f"mbcompile: internal error: {problem} "
             "(this is a bug in mbcompile; please report it with the spec that caused it)",
             file=sys.stderr,
         )

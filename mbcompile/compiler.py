@@ -92,13 +92,19 @@ def write_output(text: str, output: str | None, backend: str, spec_path) -> Path
             prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
         )
     except OSError as exc:
-        raise SpecError(f"cannot write {target}: {exc.strerror}") from None
+        raise _cannot_write(target, exc) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # disk full, read-only, ...: not our bug
+            raise _cannot_write(target, exc) from None
         raise
     return target
+
+
+def _cannot_write(target: Path, exc: OSError) -> SpecError:
+    return SpecError(f"cannot write {target}: {exc.strerror or exc}")
