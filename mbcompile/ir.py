@@ -18,7 +18,7 @@ Op kinds and their attributes:
 | act       | fn |
 | add       | (two inputs of equal shape) |
 | mul       | (feature map, per-channel gate of shape (C, 1, 1)) |
-| pool      | mode ("avg"), keepdims |
+| pool      | mode ("avg" or "max"), keepdims |
 | dense     | in_f, out_f, bias |
 | dropout   | rate |
 | flatten   | |
@@ -64,6 +64,7 @@ class Block:
     nodes: list[str] = field(default_factory=list)
     out_shape: tuple[int, ...] = ()
     stage: int | None = None  # stage-table row that produced it, if any
+    output: str = ""  # the node whose value the block returns
 
 
 @dataclass
@@ -73,6 +74,8 @@ class Graph:
     g: nx.DiGraph = field(default_factory=nx.DiGraph)
     order: list[str] = field(default_factory=list)
     blocks: list[Block] = field(default_factory=list)
+    # Named outputs of a backbone (feature taps): name -> node; empty = one output.
+    outputs: dict[str, str] = field(default_factory=dict)
     _current: Block | None = None
 
     # -- building -----------------------------------------------------------------
@@ -85,6 +88,7 @@ class Graph:
     def end_block(self, out: str) -> None:
         assert self._current is not None
         self._current.out_shape = self.shape(out)
+        self._current.output = out
         self._current = None
 
     def add(self, kind: str, inputs: list[str], name: str, **attrs: Any) -> str:

@@ -9,12 +9,26 @@ from __future__ import annotations
 from ..errors import SpecError
 from ..ir import Graph, IRError
 from ..spec import Spec
-from . import bneck, classifier, conv_bn_act, depthwise_separable, inverted_residual
+from . import (
+    bneck,
+    classifier,
+    conv_bn_act,
+    depthwise_separable,
+    fused_inverted_residual,
+    inverted_residual,
+)
 from .common import Context
 
 BLOCKS = {
     m.NAME: m
-    for m in (conv_bn_act, depthwise_separable, inverted_residual, bneck, classifier)
+    for m in (
+        conv_bn_act,
+        depthwise_separable,
+        inverted_residual,
+        bneck,
+        classifier,
+        fused_inverted_residual,
+    )
 }
 
 
@@ -22,6 +36,12 @@ def build_graph(spec: Spec, source: str = "<spec>") -> Graph:
     """Expand a spec into a validated graph IR; shape problems become SpecErrors."""
     try:
         graph = _expand(spec)
+        if spec.features is not None:
+            taps = feature_taps(spec, graph, source)
+            last = max(taps.values())
+            if last < len(graph.blocks) - 1:  # nothing after the last tap is built
+                graph = _expand(spec, stop=last)
+            graph.outputs = {name: graph.blocks[i].output for name, i in taps.items()}
         graph.validate()
     except IRError as exc:
         raise SpecError(
@@ -30,7 +50,41 @@ def build_graph(spec: Spec, source: str = "<spec>") -> Graph:
     return graph
 
 
-def _expand(spec: Spec) -> Graph:
+def feature_taps(spec: Spec, graph: Graph, source: str) -> dict[str, int]:
+    """Output name -> block index of each feature tap (0 = stem)."""
+    strides, total = [], 1
+    for block in graph.blocks:
+        total *= block.params.get("stride", 1)
+        strides.append(total)
+    last_at = {s: i for i, s in enumerate(strides)}  # stride -> its last block
+    if spec.features == "each_stride":
+        return {f"stride{s}": i for s, i in sorted(last_at.items())}
+    taps = {}
+    for item in spec.features:
+        if isinstance(item, int):
+            if item >= len(graph.blocks):
+                raise SpecError(
+                    f"no block {item}; this network has blocks 0 (stem) to "
+                    f"{len(graph.blocks) - 1}",
+                    source=source,
+                    field="features",
+                )
+            taps[f"block{item}"] = item
+            continue
+        stride = int(item.removeprefix("stride"))
+        if stride not in last_at:
+            raise SpecError(
+                f"no block has total stride {stride}; strides here are "
+                f"{', '.join(str(s) for s in sorted(last_at))}",
+                source=source,
+                field="features",
+            )
+        taps[item] = last_at[stride]
+    return taps
+
+
+def _expand(spec: Spec, stop: int | None = None) -> Graph:
+    """The IR of `spec`; with `stop`, only its blocks up to that index."""
     conv = spec.resolved_conventions()
     graph = Graph()
     x = graph.add(
@@ -42,6 +96,8 @@ def _expand(spec: Spec) -> Graph:
 
     def emit(module, params: dict, section: str, name: str, stage=None) -> None:
         nonlocal x
+        if stop is not None and len(graph.blocks) > stop:
+            return
         graph.begin_block(module.NAME, params, section, stage)
         x = module.expand(graph, x, params, name, ctx)
         graph.end_block(x)
@@ -70,12 +126,19 @@ def _expand(spec: Spec) -> Graph:
     emit(conv_bn_act, params, "features", f"features.{features}")
     features += 1
     ctx.in_raw = stem.c
+    total_stride = stem.s
 
     for stage_index, row in enumerate(spec.stages):
         module = BLOCKS[row.block]
+        # conv_bn_act also serves stem and head, whose `resolve` takes keywords
+        resolve = getattr(module, "resolve_row", module.resolve)
         for repeat in range(row.n):
             stride = row.s if repeat == 0 else 1
-            params = module.resolve(ctx, row, stride, size())
+            if spec.output_stride and total_stride * stride > spec.output_stride:
+                ctx.rate *= stride  # dilate instead of striding (see options.atrous)
+            else:
+                total_stride *= stride
+            params = resolve(ctx, row, stride, size())
             emit(module, params, "features", f"features.{features}", stage=stage_index)
             features += 1
             ctx.first_block = False
@@ -100,6 +163,11 @@ def _expand(spec: Spec) -> Graph:
         )
         emit(conv_bn_act, params, "features", f"features.{features}")
         features += 1
+
+    if not spec.include_top:
+        if spec.features is None and head.pool != "none":
+            x = graph.add("pool", [x], "pool", mode=head.pool, keepdims=False)
+        return graph
 
     hidden_c = head_width(head.hidden.c) if head.hidden else 0
     hidden_act = head.hidden.act if head.hidden else None

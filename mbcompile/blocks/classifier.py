@@ -19,11 +19,12 @@ def resolve(
         "dropout": dropout,
         "num_classes": ctx.spec.num_classes,
         "form": ctx.conv.classifier,  # how Keras spells a dense layer (see conventions)
+        "pool": ctx.spec.head.pool,  # "avg" or "max"
     }
 
 
 def expand(graph: Graph, x: str, p: dict, name: str, ctx: Context) -> str:
-    x = graph.add("pool", [x], f"{name}.pool", mode="avg", keepdims=False)
+    x = graph.add("pool", [x], f"{name}.pool", mode=p["pool"], keepdims=False)
     features = p["in_f"]
     if p["hidden_c"]:
         x = graph.add(
