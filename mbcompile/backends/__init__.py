@@ -98,6 +98,10 @@ def common_context(loaded: LoadedSpec, graph: Graph, backend: str) -> dict[str, 
     spec = loaded.spec
     costs = report(graph, spec.name, spec.resolution)
     conv = spec.resolved_conventions()
+    blocks = block_views(graph)
+    for b in blocks:
+        if "residual" in b.p:  # the shortcut rule the generated helpers apply
+            b.x["residual_default"] = b.p["stride"] == 1 and b.p["in_c"] == b.p["out_c"]
     return {
         "version": __version__,
         "backend": backend,
@@ -107,7 +111,7 @@ def common_context(loaded: LoadedSpec, graph: Graph, backend: str) -> dict[str, 
         "conventions": conv,
         "class_name": class_name(spec.name),
         "costs": costs,
-        "blocks": block_views(graph),
+        "blocks": blocks,
         "used_types": list(dict.fromkeys(b.type for b in graph.blocks)),
         "activations": sorted(_activations(graph)),
         "macros": {
@@ -116,6 +120,42 @@ def common_context(loaded: LoadedSpec, graph: Graph, backend: str) -> dict[str, 
             if t != "classifier"
         },
         "input_shape": graph.shape("input"),
+        "squeeze_excite": environment()
+        .get_template(f"{backend}/squeeze_excite.py.j2")
+        .module,
+        "taps": feature_taps(graph),
+        "pool": spec.head.pool,
+        "returns": (
+            "feature maps by name"
+            if graph.outputs
+            else ("logits" if spec.include_top else "features")
+        ),
+    }
+
+
+def feature_taps(graph: Graph) -> dict[int, tuple[str, ...]]:
+    """Block index -> names of the outputs it provides (backbone feature taps)."""
+    taps: dict[int, tuple[str, ...]] = {}
+    for name, node in graph.outputs.items():
+        index = next(b.index for b in graph.blocks if b.output == node)
+        taps[index] = (*taps.get(index, ()), name)
+    return taps
+
+
+def uses(blocks: list[BlockView]) -> dict[str, Any]:
+    """Which optional helper arguments the blocks need, so that a spec that does not
+    use an option gets helpers without it; `se_home` is the block type before whose
+    helper the squeeze-excite helper is emitted (the first that uses it)."""
+    se_types = [b.type for b in blocks if b.p.get("se_c")]
+    return {
+        "uses_se": bool(se_types),
+        "se_home": se_types[0] if se_types else None,
+        "uses_dilation": any(b.p.get("dilation", 1) != 1 for b in blocks),
+        "uses_no_residual": any(
+            b.p["residual"] != b.x["residual_default"]
+            for b in blocks
+            if "residual" in b.p
+        ),
     }
 
 

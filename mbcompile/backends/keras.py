@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..ir import Graph
+from . import uses
 
 # Names of the layers outside the stage table, per family, as keras.applications
 # spells them: (conv, batch norm) of the stem and of the head conv, the hidden
@@ -67,13 +68,18 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
         b.x["shape"] = shape_comment(b.shape)
         if "exp_c" in b.p:
             b.x["expand_default"] = b.p["exp_c"] != b.p["in_c"]
+    classifier = blocks[-1] if blocks[-1].type == "classifier" else None
+    features = blocks[:-1] if classifier else blocks
     stem, head = blocks[0], None
     if (
-        len(blocks) > 2
-        and blocks[-2].type == "conv_bn_act"
-        and blocks[-2].number is None
+        len(features) > 1
+        and features[-1].type == "conv_bn_act"
+        and features[-1].number is None
     ):
-        head = blocks[-2]
+        head = features[-1]
+    for b in features:
+        if b.type == "conv_bn_act" and b.number is not None:  # conv_bn_act rows
+            b.x["names"] = (f"block_{b.number}_conv", f"block_{b.number}_bn")
     stem.x["names"] = names["stem"]
     if head is not None:
         head.x["names"] = names["head"]
@@ -84,8 +90,8 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
         "torch_momentum": repr(conv.bn_momentum),
         "keras_activations": ACTIVATIONS,
         "names": names,
-        "m": {"uses_se": any(b.p.get("se_c") for b in blocks)},
-        "features": [b for b in blocks if b.type != "classifier"],
-        "classifier": blocks[-1],
+        "m": uses(blocks),
+        "features": features,
+        "classifier": classifier,
         "input_comment": shape_comment(graph.shape("input")),
     }

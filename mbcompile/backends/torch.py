@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..ir import Graph
+from . import uses
 
 CLASS_NAMES = {
     "conv_bn_act": "ConvBNAct",
     "depthwise_separable": "DepthwiseSeparable",
     "inverted_residual": "InvertedResidual",
     "bneck": "Bneck",
+    "fused_inverted_residual": "FusedInvertedResidual",
 }
 ACTIVATIONS = {
     "relu": "ReLU",
@@ -43,17 +45,16 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
         if "exp_c" in b.p:
             b.x["expand_default"] = b.p["exp_c"] != b.p["in_c"]
     conv = ctx["conventions"]
-    uses = {
-        "uses_pad": any(b.x["pad"] for b in ctx["blocks"]),
-        "uses_se": any(b.p.get("se_c") for b in ctx["blocks"]),
-    }
     return {
-        "m": uses,
+        "m": {
+            **uses(ctx["blocks"]),
+            "uses_pad": any(b.x["pad"] for b in ctx["blocks"]),
+        },
         "class_names": CLASS_NAMES,
         "torch_activations": ACTIVATIONS,
         "bn_eps": repr(conv.bn_epsilon),
         "bn_momentum": repr(conv.bn_momentum),
         "features": [b for b in ctx["blocks"] if b.type != "classifier"],
-        "classifier": next(b for b in ctx["blocks"] if b.type == "classifier"),
+        "classifier": next((b for b in ctx["blocks"] if b.type == "classifier"), None),
         "input_comment": shape_comment(graph.shape("input")),
     }
