@@ -29,7 +29,7 @@ class SpecError(Exception):
         if self.source is not None:
             source = printable(self.source)
             where = source if self.line is None else f"{source}:{self.line}"
-        parts = [p for p in (where, self.field) if p]
+        parts = [p for p in (where, self.field and printable(self.field)) if p]
         return ": ".join([*parts, printable(self.message)])
 
 

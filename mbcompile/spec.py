@@ -83,7 +83,8 @@ def _activation(v: str) -> str:
 
 def _identifier(v: str) -> str:
     _check(
-        bool(IDENTIFIER.match(v)),
+        # fullmatch, not match: `$` also matches before a final newline
+        bool(IDENTIFIER.fullmatch(v)),
         "must be a Python identifier: letters, digits and '_', not starting with a digit, "
         "at most 64 characters",
     )
@@ -467,7 +468,11 @@ def validate(
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        found = [_located_error(err, data, locator) for err in exc.errors()]
+        found = [
+            _located_error(err, data, locator)
+            for err in exc.errors()
+            if not _inherits_bad_block(err, data)
+        ]
         # In file order (pydantic reports in field order); --set problems last.
         found.sort(key=lambda e: (e.line is None, e.source or "", e.line or 0))
         raise SpecErrors(found) from None
@@ -475,6 +480,16 @@ def validate(
     if problems:
         raise SpecErrors(problems)
     return spec
+
+
+def _inherits_bad_block(err: dict, data: dict) -> bool:
+    """A row's bad block type that it only inherits from a bad top-level `block:`
+    (reported once, there)."""
+    loc = err["loc"]
+    if err["type"] != "union_tag_invalid" or loc[:1] != ("stages",) or len(loc) != 2:
+        return False
+    row = _safe_get(data.get("stages"), loc[1])
+    return isinstance(row, dict) and "block" not in row
 
 
 def total_stride(spec: Spec) -> int:

@@ -135,6 +135,8 @@ def parse(text: str, source: str) -> Located:
 
 
 def _tag_problem(node) -> str:
+    if node.tag == "tag:yaml.org,2002:merge":
+        return "YAML merge keys are not supported; use 'extends' instead"
     if node.tag == "tag:yaml.org,2002:timestamp" and node.style is None:
         return f"'{shorten(node.value)}' reads as a date; quote it if it is a string"
     tag = shorten(node.tag.replace("tag:yaml.org,2002:", "!!"))
