@@ -166,7 +166,8 @@ def test_adversarial_names_in_a_file_are_rejected(tmp_path, capsys, payload):
     path = tmp_path / "spec.yaml"
     path.write_text(text)
     code, _, err, _ = run([path, "--backend", "keras", "-o", tmp_path / "o.py"], capsys)
-    assert_bad_input(code, err, path, line=4)
+    line = text.splitlines().index(f'name: "{escaped}"') + 1
+    assert_bad_input(code, err, path, line=line)
     assert "name: must be a Python identifier" in err
     assert not (tmp_path / "o.py").exists()
 
