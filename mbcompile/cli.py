@@ -79,6 +79,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "plot": (".plots", "bar chart of MACs and parameters per block (PNG/SVG)"),
     "diagram": (".diagram", "block-graph diagram as Mermaid, dot or SVG"),
     "weights": (".porting", "convert weights between PyTorch and Keras files"),
+    "schema": (".schema", "print the spec JSON Schema (for editors)"),
 }
 
 
