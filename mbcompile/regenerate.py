@@ -1,6 +1,7 @@
 """Rewrite generated/ from specs/: `python -m mbcompile.regenerate`.
 
-generated/<backend>/<spec>.py is the committed output for every spec in specs/, and
+generated/<backend>/<spec>.py is the committed output for every spec in specs/ (and
+generated/<backend>/examples/<name>.py for examples/), and
 generated/reports/<spec>.md its cost report; the golden test fails when any of them
 is stale.
 """
@@ -16,12 +17,14 @@ from . import compiler, report
 def expected_outputs(root: Path) -> dict[Path, str]:
     """Every file generated/ should hold, with its content."""
     outputs = {}
-    for spec in sorted((root / "specs").glob("*.yaml")):
+    specs = [(s, s.stem) for s in sorted((root / "specs").glob("*.yaml"))]
+    specs += [(s, f"examples/{s.stem}") for s in sorted(root.glob("examples/*.yaml"))]
+    for spec, stem in specs:
         loaded, graph = compiler.load_and_expand(spec.relative_to(root).as_posix())
         for backend in compiler.BACKENDS:
-            target = root / "generated" / backend / f"{spec.stem}.py"
+            target = root / "generated" / backend / f"{stem}.py"
             outputs[target] = compiler.generate(loaded, graph, backend)
-        report_path = root / "generated" / "reports" / f"{spec.stem}.md"
+        report_path = root / "generated" / "reports" / f"{stem}.md"
         outputs[report_path] = report.markdown(loaded, graph)
     return outputs
 
