@@ -23,10 +23,14 @@ class Conventions:
     stem_padding: str
     bn_epsilon: float
     bn_momentum: float  # PyTorch convention; Keras momentum = 1 - this
-    width_rounding: str  # "round" the exact c*width, or "truncate" it to int first
+    # "round" the exact c*width; "truncate" it to int first (keras V1, every layer);
+    # "truncate_stages": truncate stage-table outputs only (keras V2: not stem/head).
+    width_rounding: str
     expansion_rounding: str  # ratio rows: "round" (torchvision) or "floor" (keras)
     expanded_size: str  # absolute expanded sizes: "scale" by width, or "ratio" of input
-    expand_conv: str  # "when_needed" (expanded != input) or "except_first" block
+    # "when_needed": the block changes width (torchvision: t != 1 for ratio rows,
+    # expanded != input for absolute sizes); "except_first": every block but the first.
+    expand_conv: str
     stem_width: str  # "scaled" or "fixed"
     head_width: str  # "scaled" or "scaled_above_one"
     se_rounding: str  # squeeze channels from expanded*ratio: "floor" first, or "exact"
@@ -56,7 +60,7 @@ _PROFILE_TABLE: dict[str, dict[str, Any]] = {
         "stem_padding": "same",
         "bn_epsilon": 1e-3,
         "bn_momentum": {"v1": 0.01, "v2": 0.001, "v3": 0.001},
-        "width_rounding": {"v1": "truncate", "v2": "truncate", "v3": "round"},
+        "width_rounding": {"v1": "truncate", "v2": "truncate_stages", "v3": "round"},
         "expansion_rounding": "floor",
         "expanded_size": "ratio",
         "expand_conv": "except_first",

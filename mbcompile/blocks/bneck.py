@@ -4,38 +4,28 @@ size, a per-row kernel and activation, and an optional squeeze-excite."""
 from __future__ import annotations
 
 from ..spec import BneckRow
-from . import inverted_residual
+from . import inverted_residual, options
 from .common import Context, padding
 
 NAME = "bneck"
-SE_RATIO = 0.25
 
 
 def resolve(ctx: Context, row: BneckRow, stride: int, size) -> dict:
-    if ctx.conv.expanded_size == "ratio":
-        # keras.applications: the table's exp/in as a ratio of the actual input.
-        exp_c = ctx.divisible(ctx.in_c * (row.exp / ctx.in_raw))
-    else:
-        exp_c = ctx.scale(row.exp)
-    out_c = ctx.scale(row.c)
-    se_c = 0
-    if row.se:
-        squeeze = exp_c * SE_RATIO
-        se_c = ctx.divisible(
-            int(squeeze) if ctx.conv.se_rounding == "floor" else squeeze
-        )
+    exp_c = options.expanded(ctx, None, row.exp)
+    out_c = ctx.scale(row.c, stage=True)
+    conv_stride, dilation = options.atrous(ctx, stride, row.dilation)
     return {
         "in_c": ctx.in_c,
         "exp_c": exp_c,
         "out_c": out_c,
         "kernel": row.k,
-        "stride": stride,
-        "dilation": 1,
-        "pad": padding(ctx.conv.stride2_padding, row.k, stride, 1, size),
+        "stride": conv_stride,
+        "dilation": dilation,
+        "pad": padding(ctx.conv.stride2_padding, row.k, conv_stride, dilation, size),
         "act": row.act,
-        "se_c": se_c,
-        "expand": inverted_residual.needs_expand(ctx, exp_c),
-        "residual": stride == 1 and ctx.in_c == out_c,
+        "se_c": options.squeeze(ctx, row.se, exp_c, row.se_ratio),
+        "expand": inverted_residual.needs_expand(ctx, exp_c != ctx.in_c),
+        "residual": options.residual(row, stride, ctx.in_c, out_c),
     }
 
 

@@ -20,13 +20,17 @@ class Context:
     in_c: int  # channels entering the next block (after width scaling)
     in_raw: int  # the same, as the paper's table gives it (before width scaling)
     first_block: bool = True  # no stage-table block emitted yet
+    # Dilation that replaces stride once the network reached `spec.output_stride`.
+    rate: int = 1
 
     @property
     def width(self) -> float:
         return self.spec.width_multiplier
 
-    def scale(self, channels: int) -> int:
-        truncate = self.conv.width_rounding == "truncate"
+    def scale(self, channels: int, stage: bool = False) -> int:
+        """Width-scaled channels; `stage` for outputs of stage-table rows."""
+        rounding = self.conv.width_rounding
+        truncate = rounding == "truncate" or (stage and rounding == "truncate_stages")
         return scale_width(channels, self.width, self.spec.channel_divisor, truncate)
 
     def divisible(self, value: float) -> int:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from ..ir import Graph
 from ..spec import DepthwiseSeparableRow
+from . import options
 from .common import Context, conv_bn_act, padding
 
 NAME = "depthwise_separable"
 
 
 def resolve(ctx: Context, row: DepthwiseSeparableRow, stride: int, size) -> dict:
+    stride, dilation = options.atrous(ctx, stride, row.dilation)
     return {
         "in_c": ctx.in_c,
-        "out_c": ctx.scale(row.c),
+        "out_c": ctx.scale(row.c, stage=True),
         "kernel": row.k,
         "stride": stride,
-        "dilation": 1,
-        "pad": padding(ctx.conv.stride2_padding, row.k, stride, 1, size),
+        "dilation": dilation,
+        "pad": padding(ctx.conv.stride2_padding, row.k, stride, dilation, size),
         "multiplier": ctx.spec.depth_multiplier,
         "act": row.act,
     }

@@ -6,35 +6,39 @@ V3 bottleneck (bneck), which adds an optional squeeze-excite after the depthwise
 
 from __future__ import annotations
 
-from ..channels import expand_ratio
 from ..ir import Graph
 from ..spec import InvertedResidualRow
+from . import options
 from .common import Context, conv_bn_act, padding, squeeze_excite
 
 NAME = "inverted_residual"
 
 
-def needs_expand(ctx: Context, exp_c: int) -> bool:
+def needs_expand(ctx: Context, changes_width: bool) -> bool:
+    """Whether the block has a 1x1 expand conv (see `Conventions.expand_conv`)."""
     if ctx.conv.expand_conv == "except_first":
         return not ctx.first_block
-    return exp_c != ctx.in_c
+    return changes_width
 
 
 def resolve(ctx: Context, row: InvertedResidualRow, stride: int, size) -> dict:
-    exp_c = expand_ratio(ctx.in_c, row.t, ctx.conv.expansion_rounding)
-    out_c = ctx.scale(row.c)
+    exp_c = options.expanded(ctx, row.t, row.exp)
+    out_c = ctx.scale(row.c, stage=True)
+    conv_stride, dilation = options.atrous(ctx, stride, row.dilation)
+    # torchvision tests the ratio, not the rounded width: `expand_ratio != 1`
+    changes_width = row.t != 1 if row.t is not None else exp_c != ctx.in_c
     return {
         "in_c": ctx.in_c,
         "exp_c": exp_c,
         "out_c": out_c,
         "kernel": row.k,
-        "stride": stride,
-        "dilation": 1,
-        "pad": padding(ctx.conv.stride2_padding, row.k, stride, 1, size),
+        "stride": conv_stride,
+        "dilation": dilation,
+        "pad": padding(ctx.conv.stride2_padding, row.k, conv_stride, dilation, size),
         "act": row.act,
-        "se_c": 0,
-        "expand": needs_expand(ctx, exp_c),
-        "residual": stride == 1 and ctx.in_c == out_c,
+        "se_c": options.squeeze(ctx, row.se, exp_c, row.se_ratio),
+        "expand": needs_expand(ctx, changes_width),
+        "residual": options.residual(row, stride, ctx.in_c, out_c),
     }
 
 
