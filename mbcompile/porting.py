@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from typing import Any
 
 from . import compiler
 from .errors import SpecError
-from .weights import LayoutError, ParamOp, keras_to_torch, param_ops, torch_to_keras
+from .weights import ParamOp, keras_to_torch, param_ops, torch_to_keras
 
 TORCH_SUFFIXES = (".pt", ".pth")
 KERAS_OUTPUT_SUFFIX = ".weights.h5"
@@ -75,9 +76,8 @@ def run(args: argparse.Namespace) -> int:
             _fill_keras(model, ops, tensors, source)
             _atomic(target, lambda tmp: model.save_weights(tmp))
         else:
-            model = build("keras")
-            _load_keras(model, source)
-            state = _torch_state(torch, build("torch"), ops, model)
+            arrays = _read_keras(build("keras"), source, Path(scratch))
+            state = _torch_state(torch, build("torch"), ops, arrays)
             _atomic(target, lambda tmp: torch.save(state, tmp))
     del keras  # imported only to check that it is installed
     print(f"mbcompile: wrote {target}", file=sys.stderr)
@@ -198,25 +198,120 @@ def _fill_keras(model, ops: list[ParamOp], tensors, source: Path) -> None:
 # --------------------------------------------------------------- Keras -> PyTorch
 
 
-def _load_keras(model, source: Path) -> None:
-    """Keras' own loader: `.weights.h5` by layer class and position, legacy `.h5`
-    by the order of weighted layers (as keras.applications loads its files)."""
-    try:
-        model.load_weights(str(source))
-    except Exception as exc:
-        detail = " ".join(str(exc).split())
-        raise SpecError(f"{source}: does not fit the spec: {detail}") from None
+def _read_keras(keras_model, source: Path, scratch: Path) -> list[list[Any]]:
+    """Arrays per weighted layer of `keras_model`, read from a Keras weights file.
 
+    Read with h5py rather than `load_weights` so that a file that does not fit is
+    reported by its first mismatching tensor (Keras lists every failing layer, with
+    values). Both formats are matched the way Keras itself loads them: a Keras 3
+    `.weights.h5` addresses layers by class and position (`layers/conv2d_3/vars/0`),
+    a legacy `.h5` (keras.applications' format) by the order of weighted layers.
+    """
+    import h5py
 
-def _torch_state(torch, module, ops: list[ParamOp], keras_model) -> dict:
     layers = _keras_weighted_layers(keras_model)
+    try:
+        handle = h5py.File(source, "r")
+    except OSError as exc:
+        raise SpecError(f"{source}: not a readable HDF5 file ({exc})") from None
+    with handle:
+        if "layer_names" in handle.attrs or "model_weights" in handle:
+            found = _legacy_h5_arrays(handle, source)
+        else:
+            found = _keras3_arrays(handle, keras_model, scratch)
+        for index, layer in enumerate(layers):
+            expected = [tuple(w.shape) for w in layer.weights]
+            label = f"{source}: layer {index} '{layer.name}'"
+            if index >= len(found):
+                raise SpecError(
+                    f"{label}: missing; the file has {len(found)} weighted layers"
+                )
+            file_name, arrays = found[index]
+            if len(arrays) != len(expected):
+                raise SpecError(
+                    f"{label}: the file's '{file_name}' has {len(arrays)} tensors, "
+                    f"the spec needs {len(expected)}"
+                )
+            for j, (array, shape) in enumerate(zip(arrays, expected, strict=True)):
+                if tuple(array.shape) != shape:
+                    raise SpecError(
+                        f"{label}: tensor {j} ({layer.weights[j].name}) of the "
+                        f"file's '{file_name}' has shape {tuple(array.shape)}; the "
+                        f"spec needs {shape}"
+                    )
+        if len(found) > len(layers):
+            raise SpecError(
+                f"{source}: weighted layer '{found[len(layers)][0]}' is one more "
+                f"than the spec's {len(layers)}"
+            )
+    return [arrays for _, arrays in found]
+
+
+def _legacy_h5_arrays(handle, source: Path) -> list[tuple[str, list]]:
+    """(layer name, arrays) of every weighted layer, in the file's layer order."""
+    if "layer_names" not in handle.attrs:
+        handle = handle["model_weights"]
+    found = []
+    for raw in handle.attrs["layer_names"]:
+        name = raw.decode("utf8") if isinstance(raw, bytes) else str(raw)
+        group = handle[name]
+        weight_names = [
+            w.decode("utf8") if isinstance(w, bytes) else str(w)
+            for w in group.attrs.get("weight_names", [])
+        ]
+        if weight_names:
+            found.append((name, [group[w][()] for w in weight_names]))
+    return found
+
+
+def _keras3_arrays(handle, keras_model, scratch: Path) -> list[tuple[str, list]]:
+    """(group path, arrays) for each weighted layer of `keras_model`, in its order.
+
+    Keras 3 names a layer's group after its class, snake-cased, with a counter per
+    class in `model.layers` order. That rule is checked against a file Keras writes
+    for this very model, so a Keras release that changes it fails loudly here.
+    """
+    counters: dict[str, int] = {}
+    paths = {}
+    for layer in keras_model.layers:
+        base = _snake_case(type(layer).__name__)
+        n = counters.get(base, 0)
+        counters[base] = n + 1
+        if layer.weights:
+            paths[id(layer)] = f"layers/{base}_{n}" if n else f"layers/{base}"
+    layers = _keras_weighted_layers(keras_model)
+    written = scratch / "layout.weights.h5"
+    keras_model.save_weights(str(written))
+    import h5py
+
+    with h5py.File(written, "r") as own:
+        for layer in layers:
+            group = own.get(paths[id(layer)])
+            if group is None or len(group["vars"]) != len(layer.weights):
+                raise RuntimeError(
+                    "this Keras version lays out .weights.h5 files differently "
+                    f"(no {paths[id(layer)]} for layer '{layer.name}')"
+                )
+    found = []
+    for layer in layers:
+        group = handle.get(f"{paths[id(layer)]}/vars")
+        if group is None:
+            break  # reported as missing by the caller
+        found.append((paths[id(layer)], [group[str(j)][()] for j in range(len(group))]))
+    return found
+
+
+def _snake_case(name: str) -> str:
+    """keras' naming.to_snake_case: "DepthwiseConv2D" -> "depthwise_conv2d"."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _torch_state(torch, module, ops: list[ParamOp], per_layer: list[list]) -> dict:
     tensors = []
-    for op, layer in zip(ops, layers, strict=True):
-        arrays = [w.numpy() if hasattr(w, "numpy") else w for w in layer.get_weights()]
-        try:
-            tensors += keras_to_torch(op, arrays)
-        except LayoutError as exc:
-            raise SpecError(f"Keras layer '{layer.name}': {exc}") from None
+    for op, arrays in zip(ops, per_layer, strict=True):
+        tensors += keras_to_torch(op, arrays)  # shapes were checked on reading
     state = module.state_dict()
     values = iter(tensors)
     for key, current in state.items():

@@ -170,3 +170,39 @@ def run_torch(model, images: np.ndarray) -> np.ndarray:
 
 def run_keras(model, images: np.ndarray) -> np.ndarray:
     return np.asarray(model(images.transpose(0, 2, 3, 1), training=False))
+
+
+def randomize_keras(model, images_nhwc: np.ndarray, seed: int = 0) -> None:
+    """Keras counterpart of `randomize_torch`: random kernels scaled by fan-in,
+    random gamma/beta, and moving statistics measured on `images_nhwc`.
+
+    With momentum 0 one training-mode call stores exactly that batch's statistics
+    (Keras keeps the biased variance), which keeps every layer near unit scale.
+    """
+    import keras
+
+    rng = np.random.default_rng(seed)
+    momenta = {}
+    for layer in keras_weighted_layers(model):
+        arrays = keras_arrays(layer)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = arrays[0].shape[0]
+            gamma = rng.uniform(0.5, 1.5, n)
+            beta = rng.standard_normal(n) * 0.1
+            new = [gamma, beta, np.zeros(n), np.ones(n)]
+            momenta[layer] = layer.momentum
+            layer.momentum = 0.0
+        else:
+            kernel = arrays[0]
+            # fan-in: every axis but the output one(s): (kh, kw, in, out) for conv,
+            # (kh, kw, C, m) for depthwise (one input channel each), (in, out) dense.
+            if isinstance(layer, keras.layers.DepthwiseConv2D):
+                fan_in = kernel.shape[0] * kernel.shape[1]
+            else:
+                fan_in = int(np.prod(kernel.shape[:-1]))
+            new = [rng.standard_normal(kernel.shape) / np.sqrt(fan_in)]
+            new += [rng.standard_normal(a.shape) * 0.1 for a in arrays[1:]]
+        layer.set_weights([a.astype(np.float32) for a in new])
+    model(images_nhwc, training=True)
+    for layer, momentum in momenta.items():
+        layer.momentum = momentum
