@@ -93,27 +93,31 @@ def test_ruff_check_and_format():
 
 
 def test_deterministic_across_hash_seeds_and_directories(tmp_path):
+    """Both backends, default output paths (relative to two different working
+    directories, one reaching the spec by a relative path), two hash seeds."""
     outputs = []
-    for seed, cwd in (("1", ROOT), ("12345", tmp_path)):
-        out = tmp_path / f"out_{seed}.py"
+    for seed, name in (("1", "a"), ("12345", "b")):
+        cwd = tmp_path / name / "work"
+        cwd.mkdir(parents=True)
+        spec = (
+            os.path.relpath(ROOT / "specs" / "v3_small.yaml", cwd)
+            if seed == "1"
+            else (str(ROOT / "specs" / "v3_small.yaml"))
+        )
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        spec = ROOT / "specs" / "v3_small.yaml"
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "mbcompile",
-                str(spec),
-                "--backend",
-                "keras",
-                "-o",
-                str(out),
-            ],
+            [sys.executable, "-m", "mbcompile", spec, "--backend", "all"],
             cwd=cwd,
             env=env,
             check=True,
             capture_output=True,
         )
-        outputs.append(out.read_bytes())
+        outputs.append(
+            {
+                b: (cwd / "generated" / b / "v3_small.py").read_bytes()
+                for b in ALLOWED_IMPORTS
+            }
+        )
     assert outputs[0] == outputs[1]
-    assert outputs[0] == (ROOT / "generated" / "keras" / "v3_small.py").read_bytes()
+    for backend, text in outputs[0].items():
+        assert text == (ROOT / "generated" / backend / "v3_small.py").read_bytes()
