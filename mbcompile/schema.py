@@ -1,9 +1,9 @@
 """`mbcompile schema`: the spec JSON Schema, for editors (yaml-language-server).
 
 Derived from the pydantic models in spec.py, then adjusted to what the loader
-accepts beyond them: `extends:` and `all_rows:` (consumed by compose.py), rows that
-take their block type from the top-level `block:`, the `conventions: <profile>`
-shorthand and activation aliases. schema/mbcompile-spec.schema.json is the committed
+accepts beyond them: `extends:` and `all_rows:` (consumed by compose.py), partial
+specs that extend another, rows that take their block type from the top-level
+`block:`, the `conventions: <profile>` shorthand and activation aliases. schema/mbcompile-spec.schema.json is the committed
 copy the shipped specs point at; a test fails when it is stale.
 """
 
@@ -25,8 +25,14 @@ def build() -> dict[str, Any]:
     schema = Spec.model_json_schema()
     defs = schema["$defs"]
     rows = {model.__name__ for model in _ROW_MODELS.values()}
-    for name in rows:  # rows may take `block` from the spec's top-level `block:`
-        defs[name]["required"] = [r for r in defs[name]["required"] if r != "block"]
+    # A spec that extends another gives only what it changes, at any depth, so
+    # required keys are required only at the top of a spec without `extends`
+    # (validation still checks the merged result).
+    for model in defs.values():
+        model.pop("required", None)
+    required = schema.pop("required")
+    schema["if"] = {"required": ["extends"]}
+    schema["else"] = {"required": required}
     items = schema["properties"]["stages"]["items"]
     items.pop("discriminator", None)
     items["anyOf"] = items.pop("oneOf")

@@ -1,0 +1,225 @@
+"""Per-row options, new block types and backbone use, cross-checked between
+backends and against keras.applications / hand-derived shapes."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from crosscheck import outputs, worst_difference
+
+from helpers import LOGIT_TOLERANCE, SPECS, build
+from mbcompile import compiler
+from mbcompile.errors import SpecError
+from mbcompile.spec import load
+from mbcompile.weights import param_ops
+
+# Every row option on every row type that has it, at a small resolution.
+ALL_OPTIONS = """
+name: all_options
+family: v2
+resolution: 64
+num_classes: 10
+conventions: torchvision
+stem: {c: 16, k: 3, s: 2, act: hardswish}
+block: inverted_residual
+stages:
+  - {block: conv_bn_act, c: 16, k: 3, s: 1, act: relu}
+  - {block: conv_bn_act, c: 24, k: 5, s: 1, act: relu6, dilation: 2}
+  - {block: fused_inverted_residual, t: 1, c: 24, n: 2, s: 1, k: 3, act: swish}
+  - {block: fused_inverted_residual, t: 4, c: 24, n: 2, s: 2, k: 5}
+  - {block: fused_inverted_residual, exp: 64, c: 24, s: 1, dilation: 2, residual: false}
+  - {t: 4, c: 32, n: 2, s: 2, k: 5, se: true, act: hardswish}
+  - {exp: 96, c: 32, n: 1, s: 1, k: 7, se: true, se_ratio: 0.5, residual: false, act: identity}
+  - {t: 3, c: 40, n: 2, s: 1, dilation: 2, act: relu}
+  - {block: bneck, k: 5, exp: 120, c: 48, se: true, se_ratio: 0.125, act: silu, s: 2}
+  - {block: bneck, k: 3, exp: 144, c: 48, se: false, act: relu, s: 1, dilation: 2, residual: false}
+  - {block: depthwise_separable, c: 64, s: 1, k: 5, dilation: 2, act: sigmoid}
+head:
+  conv: {c: 128, act: hardswish}
+  pool: max
+  dropout: 0.1
+"""
+
+
+@pytest.fixture
+def all_options(tmp_path):
+    path = tmp_path / "all_options.yaml"
+    path.write_text(ALL_OPTIONS)
+    return path
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [[], ["conventions=keras_applications", "resolution=65"]],
+    ids=["torchvision", "keras_applications-r65"],
+)
+def test_all_row_options_agree(all_options, tmp_path, overrides, worst_differences):
+    _, got_torch, got_keras = outputs(all_options, tmp_path, overrides)
+    diff = worst_difference(got_torch, got_keras)
+    worst_differences.append((f"all_options {overrides}", diff))
+    assert diff <= LOGIT_TOLERANCE
+
+
+def test_row_options_reach_the_ir(all_options):
+    _, graph = compiler.load_and_expand(all_options)
+    blocks = [b for b in graph.blocks if b.stage is not None]
+    by_stage = {}
+    for b in blocks:
+        by_stage.setdefault(b.stage, []).append(b)
+    conv_dilated = graph.node(f"features.{by_stage[1][0].index}.conv")["attrs"]
+    assert (conv_dilated["dilation"], conv_dilated["padding"]) == (2, (4, 4))
+    single = by_stage[2][0]  # t = 1: one 3x3 conv, no projection
+    assert [graph.node(n)["kind"] for n in single.nodes] == ["conv", "bn", "act", "add"]
+    fused = by_stage[3][0]
+    assert [graph.node(n)["kind"] for n in fused.nodes] == [
+        "conv", "bn", "act", "conv", "bn"
+    ]  # fmt: skip
+    assert graph.node(fused.nodes[0])["attrs"]["kernel"] == 5
+    assert (
+        by_stage[4][0].params["residual"] is False
+        and by_stage[4][0].params["exp_c"] == 64
+    )
+    se_block = by_stage[6][0]
+    assert se_block.params["se_c"] == 48  # 96 * 0.5, divisible by 8
+    assert by_stage[6][0].params["residual"] is False
+    assert by_stage[8][0].params["se_c"] == 16  # 120 * 0.125 = 15 -> 16
+    assert by_stage[9][0].params["residual"] is False
+    assert [b.params["dilation"] for b in by_stage[7]] == [2, 2]
+
+
+def test_output_stride_dilates_like_torchvision(tmp_path, worst_differences):
+    """torchvision's mobilenet_v3_large(dilated=True): the last stage (its stride-2
+    row included) gets dilation 2 and stride 1; output stride 16; same weights."""
+    overrides = ["output_stride=16", "include_top=false", "head.pool=avg"]
+    _, plain = compiler.load_and_expand(SPECS / "v3_large.yaml")
+    _, graph = compiler.load_and_expand(SPECS / "v3_large.yaml", overrides)
+    rows = [b for b in graph.blocks if b.stage is not None]
+    assert [(b.params["stride"], b.params["dilation"]) for b in rows[-3:]] == [
+        (1, 2)
+    ] * 3
+    assert all(b.params["dilation"] == 1 for b in rows[:-3])
+    depthwise = graph.node(f"features.{rows[-3].index}.dw.conv")["attrs"]
+    assert depthwise["padding"] == (4, 4)  # (k - 1) // 2 * dilation for k = 5
+    assert rows[-1].out_shape == (160, 14, 14)  # 224 / 16
+    # Dilation changes no weight: the same tensors as the plain network's features.
+    dilated = [(op.name, op.torch_shapes) for op in param_ops(graph)]
+    assert (
+        dilated
+        == [(op.name, op.torch_shapes) for op in param_ops(plain)][: len(dilated)]
+    )
+    _, got_torch, got_keras = outputs(
+        SPECS / "v3_large.yaml", tmp_path, [*overrides, "resolution=96"]
+    )
+    assert got_torch["output"].shape == (2, 960)
+    diff = worst_difference(got_torch, got_keras)
+    worst_differences.append(("v3_large output_stride 16", diff))
+    assert diff <= LOGIT_TOLERANCE
+
+
+def test_output_stride_8_feature_taps(tmp_path, worst_differences):
+    overrides = [
+        "output_stride=8",
+        "include_top=false",
+        "features=each_stride",
+        "resolution=64",
+    ]
+    _, got_torch, got_keras = outputs(SPECS / "v2.yaml", tmp_path, overrides)
+    shapes = {name: v.shape[1:] for name, v in got_torch.items()}
+    # 64 / 2, / 4, / 8; the head conv (1280) is the last block at stride 8.
+    assert shapes == {
+        "stride2": (16, 32, 32),
+        "stride4": (24, 16, 16),
+        "stride8": (1280, 8, 8),
+    }
+    diff = worst_difference(got_torch, got_keras)
+    worst_differences.append(("v2 output_stride 8 taps", diff))
+    assert diff <= LOGIT_TOLERANCE
+
+
+@pytest.mark.parametrize("pool", ["none", "max"])
+def test_headless_pooling(pool, tmp_path, worst_differences):
+    overrides = ["include_top=false", f"head.pool={pool}", "resolution=96"]
+    _, got_torch, got_keras = outputs(SPECS / "v3_small.yaml", tmp_path, overrides)
+    expected = (2, 576, 3, 3) if pool == "none" else (2, 576)
+    assert got_torch["output"].shape == expected
+    diff = worst_difference(got_torch, got_keras)
+    worst_differences.append((f"v3_small headless pool {pool}", diff))
+    assert diff <= LOGIT_TOLERANCE
+
+
+def test_taps_by_block_index_stop_the_network(tmp_path):
+    spec = tmp_path / "taps.yaml"
+    spec.write_text(ALL_OPTIONS + "include_top: false\nfeatures: [4, 2, stride4]\n")
+    _, graph = compiler.load_and_expand(spec)
+    # stride4 ends at block 7 (stem 2 x the first strided fused row); nothing after
+    # the last tap is built.
+    assert len(graph.blocks) == 8
+    assert set(graph.outputs) == {"block4", "block2", "stride4"}
+    _, _, model = build(spec, "torch", tmp_path)
+    assert len(model.features) == 8 and not hasattr(model, "classifier")
+
+
+@pytest.mark.parametrize("size", ["Large", "Small"])
+def test_minimalistic_matches_keras_applications(size):
+    import keras
+
+    factory = getattr(keras.applications, f"MobileNetV3{size}")
+    reference = factory(minimalistic=True, weights=None)
+    trainable = sum(int(w.numpy().size) for w in reference.trainable_weights)
+    frozen = sum(int(w.numpy().size) for w in reference.non_trainable_weights)
+    loaded, graph = compiler.load_and_expand(
+        SPECS / f"v3_{size.lower()}_minimalistic.yaml",
+        ["conventions=keras_applications"],
+    )
+    rep = compiler.cost_report(loaded, graph)
+    assert (rep.trainable_params, rep.non_trainable_params) == (trainable, frozen)
+
+
+def _errors(tmp_path, text: str) -> list[str]:
+    path = tmp_path / "bad.yaml"
+    path.write_text(textwrap.dedent(text))
+    with pytest.raises(SpecError) as err:
+        load(path)
+    return [line.replace(f"{path}:", "") for line in str(err.value).splitlines()]
+
+
+def test_errors_teach_for_new_keys(tmp_path):
+    lines = _errors(
+        tmp_path,
+        """\
+        name: bad
+        family: v2
+        resolution: 64
+        num_classes: 10
+        conventions: torchvision
+        stem: {c: 16}
+        stages:
+          - {block: fused_inverted_residual, t: 4, c: 24, dilaton: 2}
+          - {block: inverted_residual, t: 4, exp: 64, c: 24}
+          - {block: bneck, k: 3, exp: 64, c: 24, se: true, se_ration: 0.5, act: relu, s: 1}
+          - {block: conv_bn_act, c: 24, s: 2, dilation: 2}
+          - {block: fused_inverted_residul, c: 24}
+        head: {pool: none}
+        incude_top: false
+        """,
+    )
+    assert lines == [
+        "8: stages[0].dilaton: unknown key 'dilaton' — did you mean 'dilation'?",
+        "9: stages[1]: give exactly one of 't' (ratio) or 'exp' (expanded channels)",
+        "10: stages[2].se_ration: unknown key 'se_ration' — did you mean 'se_ratio'?",
+        "11: stages[3]: a row with dilation > 1 needs s: 1",
+        "12: stages[4].block: unknown block type; expected one of depthwise_separable, "
+        "inverted_residual, bneck, fused_inverted_residual, conv_bn_act",
+        "13: head: pool: none needs include_top: false (logits need pooling)",
+        "14: incude_top: unknown key 'incude_top' — did you mean 'include_top'?",
+    ]
+
+
+def test_feature_tap_errors(tmp_path):
+    with pytest.raises(SpecError, match="features: feature outputs need include_top"):
+        load(SPECS / "v2.yaml", ["features=each_stride"])
+    spec = tmp_path / "taps.yaml"
+    spec.write_text(ALL_OPTIONS + "include_top: false\nfeatures: [stride32]\n")
+    with pytest.raises(SpecError, match="no block has total stride 32"):
+        compiler.load_and_expand(spec, ["output_stride=16"])
