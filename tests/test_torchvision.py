@@ -100,7 +100,7 @@ def torchvision_v2(width: float, num_classes: int = 1000, round_nearest: int = 8
         output_channel = _make_divisible(c * width, round_nearest)
         for i in range(n):
             stride = s if i == 0 else 1
-            hidden = int(round(input_channel * t))
+            hidden = int(round(input_channel * t))  # noqa: RUF046 (as torchvision)
             prefix, j = f"features.{index}.conv", 0
             if t != 1:
                 m.conv_norm_act(f"{prefix}.0", input_channel, hidden, 1, act="ReLU6")
