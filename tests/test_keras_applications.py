@@ -199,3 +199,24 @@ def test_torch_reproduces_keras_applications(
     worst_differences.append((f"torch vs keras.applications {label}", diff))
     print(f"figure: torch-with-keras.applications-weights {label}: {diff:.3g}")
     assert diff <= LOGIT_TOLERANCE, f"{label}: max abs diff {diff:.3g}"
+
+
+def test_fields_override_the_profile():
+    """A single field on top of a profile changes that field only: truncating the
+    V2 stem too (keras V1's habit) gives 8 channels at alpha 0.2796875, where
+    keras.applications' V2 (checked above) has 16."""
+    from mbcompile import compiler
+
+    base = ["conventions=keras_applications", "width_multiplier=0.2796875"]
+    variants = {}
+    for extra in ([], ["conventions.width_rounding=truncate"]):
+        loaded, graph = compiler.load_and_expand(SPECS / "v2.yaml", base + extra)
+        variants[bool(extra)] = (loaded.spec.resolved_conventions(), graph)
+    (plain, plain_graph), (truncated, truncated_graph) = variants[0], variants[1]
+    assert plain.width_rounding == "truncate_stages"
+    assert truncated.width_rounding == "truncate"
+    assert {f: getattr(plain, f) for f in vars(plain) if f != "width_rounding"} == {
+        f: getattr(truncated, f) for f in vars(truncated) if f != "width_rounding"
+    }
+    assert plain_graph.blocks[0].params["out_c"] == 16
+    assert truncated_graph.blocks[0].params["out_c"] == 8
