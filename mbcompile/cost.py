@@ -296,15 +296,25 @@ def block_name(graph: Graph, index: int) -> str:
     return "classifier" if block.section == "classifier" else f"features.{index}"
 
 
-def stage_label(graph: Graph, index: int) -> str:
-    """The stage-table row a block comes from; stem and head are named as such."""
+def stage_label(graph: Graph, index: int, first_stage: int | None = None) -> str:
+    """The stage-table row a block comes from; stem and head are named as such.
+
+    `first_stage` (the index of the first stage-table block) saves a scan when
+    labelling every block of a large graph."""
     block = graph.blocks[index]
     if block.section == "classifier":
         return "classifier"
     if block.stage is not None:
         return f"stages.{block.stage}"
-    before_stages = all(b.stage is None for b in graph.blocks[:index])
-    return "stem" if before_stages else "head"
+    if first_stage is None:
+        first_stage = _first_stage_block(graph)
+    return "stem" if index < first_stage else "head"
+
+
+def _first_stage_block(graph: Graph) -> int:
+    return next(
+        (b.index for b in graph.blocks if b.stage is not None), len(graph.blocks)
+    )
 
 
 def separable_parts(graph: Graph) -> list[SeparableCost]:
@@ -362,18 +372,22 @@ def _next_conv(graph: Graph, node_id: str) -> str | None:
 def report(graph: Graph, name: str, resolution: int) -> Report:
     live = live_elements(graph)
     layers = [node_cost(graph, n, live[n]) for n in graph.order]
+    by_block: dict[int | None, list[NodeCost]] = {}
+    for cost in layers:  # one pass: report() stays linear in the graph's size
+        by_block.setdefault(cost.block, []).append(cost)
+    first_stage = _first_stage_block(graph)
     blocks = []
     for block in graph.blocks:
-        mine = [c for c in layers if c.block == block.index]
+        mine = by_block.get(block.index, [])
         blocks.append(
             BlockCost(
                 index=block.index,
                 name=block_name(graph, block.index),
                 type=block.type,
-                stage=stage_label(graph, block.index),
+                stage=stage_label(graph, block.index, first_stage),
                 shape=block.out_shape,
                 **{field: sum(getattr(c, field) for c in mine) for field in SUMMED},
-                peak_live=max(c.live for c in mine),
+                peak_live=max((c.live for c in mine), default=0),
             )
         )
     return Report(
