@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import (
@@ -119,22 +119,10 @@ def valid_specs(draw) -> dict:
     }
 
 
-def known_torch_bneck_bug(graph) -> bool:
-    """A block without expand conv whose expanded size differs from its input
-    (keras' except_first rule on a first row with t != 1 or exp != input): the IR
-    and Keras size the depthwise conv by the input, the torch templates by the
-    expanded size. Found by this fuzzer; test_torch_bneck_without_expand_conv below
-    pins it until it is fixed."""
-    return any(
-        "expand" in b.params
-        and not b.params["expand"]
-        and b.params["exp_c"] != b.params["in_c"]
-        for b in graph.blocks
-    )
-
-
-@pytest.mark.xfail(strict=True, reason="torch Bneck: depthwise sized by exp, not input")
 def test_torch_bneck_without_expand_conv(tmp_path):
+    """Found by the fuzzer: a first block without expand conv (keras' except_first
+    rule) whose table asks for another expanded size must run its depthwise conv on
+    the input in every backend."""
     import torch  # noqa: F401
 
     data = {
@@ -150,7 +138,9 @@ def test_torch_bneck_without_expand_conv(tmp_path):
         "head": {"dropout": 0.0},
     }
     loaded, graph = compiler.load_and_expand(write_spec(tmp_path, data))
-    assert known_torch_bneck_bug(graph)
+    block = graph.blocks[1]
+    assert not block.params["expand"]
+    assert block.params["exp_c"] == block.params["in_c"]
     model = import_source(
         compiler.generate(loaded, graph, "torch"), tmp_path
     ).build_model()
@@ -169,7 +159,6 @@ def test_random_valid_specs_compile_count_and_agree(data):
         tmp = Path(tmp)
         path = write_spec(tmp, data)
         loaded, graph = compiler.load_and_expand(path)
-        assume(not known_torch_bneck_bug(graph))
         costs = compiler.cost_report(loaded, graph)
         models = {
             backend: import_source(

@@ -14,6 +14,11 @@ def resolve(ctx: Context, row: BneckRow, stride: int, size) -> dict:
     exp_c = options.expanded(ctx, None, row.exp)
     out_c = ctx.scale(row.c, stage=True)
     conv_stride, dilation = options.atrous(ctx, stride, row.dilation)
+    expand_conv = inverted_residual.needs_expand(ctx, exp_c != ctx.in_c)
+    if not expand_conv:
+        exp_c = (
+            ctx.in_c
+        )  # no layer changes the width: the depthwise conv sees the input
     return {
         "in_c": ctx.in_c,
         "exp_c": exp_c,
@@ -24,7 +29,7 @@ def resolve(ctx: Context, row: BneckRow, stride: int, size) -> dict:
         "pad": padding(ctx.conv.stride2_padding, row.k, conv_stride, dilation, size),
         "act": row.act,
         "se_c": options.squeeze(ctx, row.se, exp_c, row.se_ratio),
-        "expand": inverted_residual.needs_expand(ctx, exp_c != ctx.in_c),
+        "expand": expand_conv,
         "residual": options.residual(row, stride, ctx.in_c, out_c),
     }
 

@@ -27,6 +27,11 @@ def resolve(ctx: Context, row: InvertedResidualRow, stride: int, size) -> dict:
     conv_stride, dilation = options.atrous(ctx, stride, row.dilation)
     # torchvision tests the ratio, not the rounded width: `expand_ratio != 1`
     changes_width = row.t != 1 if row.t is not None else exp_c != ctx.in_c
+    expand_conv = needs_expand(ctx, changes_width)
+    if not expand_conv:
+        exp_c = (
+            ctx.in_c
+        )  # no layer changes the width: the depthwise conv sees the input
     return {
         "in_c": ctx.in_c,
         "exp_c": exp_c,
@@ -37,7 +42,7 @@ def resolve(ctx: Context, row: InvertedResidualRow, stride: int, size) -> dict:
         "pad": padding(ctx.conv.stride2_padding, row.k, conv_stride, dilation, size),
         "act": row.act,
         "se_c": options.squeeze(ctx, row.se, exp_c, row.se_ratio),
-        "expand": needs_expand(ctx, changes_width),
+        "expand": expand_conv,
         "residual": options.residual(row, stride, ctx.in_c, out_c),
     }
 
