@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from functools import cached_property
 
 from .ir import Graph
 
@@ -151,7 +152,12 @@ class Report:
     separable: list[SeparableCost]
 
     def total(self, field: str) -> int:
-        return sum(getattr(n, field) for n in self.layers)
+        return self._totals[field]
+
+    @cached_property
+    def _totals(self) -> dict[str, int]:
+        # Summed once: formatters ask for totals per block row.
+        return {f: sum(getattr(n, f) for n in self.layers) for f in SUMMED}
 
     @property
     def trainable_params(self) -> int:
@@ -170,7 +176,7 @@ class Report:
         """What fvcore's FlopCountAnalysis reports for the same network in eval mode."""
         return self.macs + self.total("bn_ops") + self.total("pool_ops")
 
-    @property
+    @cached_property
     def peak_activation_elements(self) -> int:
         return max(n.live for n in self.layers)
 
@@ -370,6 +376,13 @@ def _next_conv(graph: Graph, node_id: str) -> str | None:
 
 
 def report(graph: Graph, name: str, resolution: int) -> Report:
+    key = f"report:{name}:{resolution}"
+    if key not in graph.memo:
+        graph.memo[key] = _report(graph, name, resolution)
+    return graph.memo[key]
+
+
+def _report(graph: Graph, name: str, resolution: int) -> Report:
     live = live_elements(graph)
     layers = [node_cost(graph, n, live[n]) for n in graph.order]
     by_block: dict[int | None, list[NodeCost]] = {}

@@ -76,6 +76,9 @@ class Graph:
     blocks: list[Block] = field(default_factory=list)
     # Named outputs of a backbone (feature taps): name -> node; empty = one output.
     outputs: dict[str, str] = field(default_factory=dict)
+    # Values derived from the finished graph (the cost report), computed once:
+    # a graph is not changed after expansion.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _current: Block | None = None
 
     # -- building -----------------------------------------------------------------
@@ -117,8 +120,10 @@ class Graph:
         return self.g.nodes[node_id]
 
     def inputs(self, node_id: str) -> list[str]:
-        preds = self.g.in_edges(node_id, data="position")
-        return [src for src, _, _ in sorted(preds, key=lambda e: e[2])]
+        preds = self.g.pred[node_id]  # {source: edge data}; most ops have one input
+        if len(preds) <= 1:
+            return list(preds)
+        return sorted(preds, key=lambda src: preds[src]["position"])
 
     def parametric(self) -> list[str]:
         """Parametric ops in execution order: the cross-framework weight order."""

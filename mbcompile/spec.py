@@ -44,7 +44,7 @@ ACTIVATIONS = (
 ACTIVATION_ALIASES = {"silu": "swish", "hswish": "hardswish", "linear": "identity"}
 MAX_CHANNELS = 16_384
 MAX_REPEATS = 64
-MAX_BLOCKS = 512  # stage-table blocks in all (sum of n); MobileNets have 13-17
+MAX_BLOCKS = 8192  # stage-table blocks in all (sum of n); MobileNets have 13-17
 
 
 def _check(condition: bool, message: str):
@@ -345,6 +345,9 @@ class Spec(Strict):
     conventions: ConventionsSpec
     # Backbone use: no classifier, dilation instead of stride, named feature outputs.
     include_top: bool = True
+    # Inference form: batch norm folded into the preceding convolution's bias
+    # (`mbcompile weights --fold-bn` converts trained weights to it).
+    fold_batch_norm: bool = False
     output_stride: Literal[8, 16, 32] | None = None
     features: FeatureTaps | None = None
     block: (

@@ -136,11 +136,12 @@ def test_resolution_too_small_for_total_stride(tmp_path):
 
 
 def test_too_many_blocks(tmp_path):
-    rows = "".join("  - {t: 1, c: 16, n: 64, s: 1}\n" for _ in range(9))
+    row_count = MAX_BLOCKS // 64 + 1  # rows of n: 64, one row more than allowed
+    rows = "".join("  - {t: 1, c: 16, n: 64, s: 1}\n" for _ in range(row_count))
     text = V2[: V2.index("stages:")] + "stages:\n" + rows + V2[V2.index("head:") :]
     path = write(tmp_path, text)
     (only,) = errors(path)
-    total = 9 * 64
+    total = row_count * 64
     assert total > MAX_BLOCKS
     assert only == (
         f"{path}:{line_of(text, 'stages:')}: stages: {total} blocks in all "
