@@ -135,6 +135,8 @@ class InvertedResidual(nn.Module):
 class DetectionBackbone(nn.Module):
     def __init__(self) -> None:
         super().__init__()
+        # An attribute (not the module-level dict) so that TorchScript can read it.
+        self.feature_taps = {i: list(names) for i, names in FEATURE_TAPS.items()}
         self.features = nn.Sequential(
             ConvBNAct(3, 24, 3, 2, "relu6"),  # 24x160x160
             FusedInvertedResidual(24, 24, 24, 1),  # 24x160x160
@@ -154,11 +156,12 @@ class DetectionBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Feature maps by name for a batch of images, shape (N, 3, H, W)."""
-        outputs = {}
+        outputs: dict[str, torch.Tensor] = {}
         for index, layer in enumerate(self.features):
             x = layer(x)
-            for name in FEATURE_TAPS.get(index, ()):
-                outputs[name] = x
+            if index in self.feature_taps:
+                for name in self.feature_taps[index]:
+                    outputs[name] = x
         return outputs
 
 
