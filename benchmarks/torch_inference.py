@@ -4,11 +4,11 @@ Candidates, timed round-robin with the same input, weights and thread count:
 
 - generated: `compiler.generate(..., "torch")` for specs/v2.yaml, random weights
   and batch-norm statistics;
-- generated, BN folded at runtime: the same module after `torch.fx` conv+BN fusion
-  (torch.fx.experimental.optimization.fuse), standing in for mbcompile's own
-  `--fold-bn` until that exists;
-- generated --fold-bn: the CLI's folded source, as soon as `mbcompile --help`
-  lists `--fold-bn` (weights are then not comparable, so it only gets timed);
+- generated --fold-bn: the CLI's inference-form source (convolutions with bias, no
+  batch norm) with the same weights folded by `mbcompile weights --fold-bn`'s
+  conversion (mbcompile.weights.fold_batch_norm);
+- generated, BN folded at runtime: the unfolded module after `torch.fx` conv+BN
+  fusion (torch.fx.experimental.optimization.fuse), for comparison;
 - torchvision mobilenet_v2 with the generated module's state_dict (the keys match
   torchvision's), whenever torchvision can be imported; otherwise it says why not.
 
@@ -63,11 +63,33 @@ def generated_source(spec: Path, *flags: str) -> str:
     return done.stdout
 
 
-def cli_has_fold_bn() -> bool:
-    done = subprocess.run(
-        [sys.executable, "-m", "mbcompile", "--help"], capture_output=True, text=True
-    )
-    return "--fold-bn" in done.stdout
+def fold_weights(spec: Path, trained, folded) -> None:
+    """Load `trained`'s weights into the folded module, as `mbcompile weights
+    --fold-bn` converts them."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from mbcompile import compiler
+    from mbcompile.weights import fold_batch_norm, param_ops
+
+    def parametric(model):
+        kinds = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
+        return [m for m in model.modules() if isinstance(m, kinds)]
+
+    def tensors(module):
+        if isinstance(module, nn.BatchNorm2d):
+            return [module.weight, module.bias, module.running_mean, module.running_var]
+        return [module.weight] + ([module.bias] if module.bias is not None else [])
+
+    _, graph = compiler.load_and_expand(spec)
+    _, folded_graph = compiler.load_and_expand(spec, ["fold_batch_norm=true"])
+    arrays = [[t.detach().numpy() for t in tensors(m)] for m in parametric(trained)]
+    converted = fold_batch_norm(param_ops(graph), param_ops(folded_graph), arrays)
+    with torch.no_grad():
+        for module, values in zip(parametric(folded), converted, strict=True):
+            for target, value in zip(tensors(module), values, strict=True):
+                target.copy_(torch.from_numpy(np.ascontiguousarray(value)))
 
 
 def torchvision_model(state_dict):
@@ -90,11 +112,9 @@ def candidates(spec: Path, workdir: Path):
     randomize(generated)
     models = {GENERATED: generated, FOLDED_FX: fuse(generated)}
     skipped = {}
-    if cli_has_fold_bn():
-        folded = import_source(generated_source(spec, "--fold-bn"), workdir)
-        models[FOLDED_CLI] = folded.build_model().eval()
-    else:
-        skipped[FOLDED_CLI] = "mbcompile has no --fold-bn option yet"
+    folded = import_source(generated_source(spec, "--fold-bn"), workdir).build_model()
+    fold_weights(spec, generated, folded)
+    models[FOLDED_CLI] = folded.eval()
     reference, why = torchvision_model(generated.state_dict())
     if reference is not None:
         models[REFERENCE] = reference
@@ -104,10 +124,9 @@ def candidates(spec: Path, workdir: Path):
         x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
         expected = generated(x)
         for label, model in models.items():
-            if label != FOLDED_CLI:  # its weights are its own random ones
-                diff = float((model(x) - expected).abs().max())
-                print(f"max |logits - generated| {diff:.2e}  {label}")
-                assert diff <= 1e-3, f"{label} computes something else"
+            diff = float((model(x) - expected).abs().max())
+            print(f"max |logits - generated| {diff:.2e}  {label}")
+            assert diff <= 1e-3, f"{label} computes something else"
     return models, skipped
 
 

@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
         help="override a spec value by dotted path, e.g. width_multiplier=0.75 or "
         "stages.3.c=48 (repeatable; validated like the file)",
     )
+    parser.add_argument(
+        "--fold-bn",
+        action="store_true",
+        help="emit the inference form: convolutions with bias instead of conv + batch "
+        "norm (--set fold_batch_norm=true; default output <spec>_folded.py; convert "
+        "trained weights with `mbcompile weights SPEC --fold-bn`)",
+    )
     parser.add_argument("--report", action="store_true", help="print the cost report")
     parser.add_argument(
         "--format",
@@ -126,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, compiler) -> int:
-    loaded, graph = compiler.load_and_expand(args.spec, args.overrides)
+    overrides = [*args.overrides, *(["fold_batch_norm=true"] if args.fold_bn else [])]
+    loaded, graph = compiler.load_and_expand(args.spec, overrides)
     backend = args.backend or (None if args.report else "all")
     if backend == "all" and args.output:
         raise SpecError("-o/--output needs a single --backend (keras or torch)")
@@ -140,7 +148,9 @@ def _run(args: argparse.Namespace, compiler) -> int:
     # Generate everything before writing anything: a failure writes nothing.
     texts = {name: compiler.generate(loaded, graph, name) for name in names}
     for name, text in texts.items():
-        target = compiler.write_output(text, args.output, name, args.spec)
+        target = compiler.write_output(
+            text, args.output, name, args.spec, folded=loaded.spec.fold_batch_norm
+        )
         if target is not None:
             print(f"mbcompile: wrote {target}", file=sys.stderr)
     return EXIT_OK

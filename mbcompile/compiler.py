@@ -73,17 +73,20 @@ def compile_spec(path: str | Path, backend: str, overrides=()) -> str:
     return generate(loaded, graph, backend)
 
 
-def default_output(spec_path: str | Path, backend: str) -> Path:
-    return Path("generated") / backend / f"{Path(spec_path).stem}.py"
+def default_output(spec_path: str | Path, backend: str, folded: bool = False) -> Path:
+    suffix = "_folded" if folded else ""  # never overwrite the training form's file
+    return Path("generated") / backend / f"{Path(spec_path).stem}{suffix}.py"
 
 
-def write_output(text: str, output: str | None, backend: str, spec_path) -> Path | None:
+def write_output(
+    text: str, output: str | None, backend: str, spec_path, folded: bool = False
+) -> Path | None:
     """Write atomically (temp file + rename): a reader never sees half a file and a
     failure leaves any existing file untouched. '-' writes to standard output."""
     if output == "-":
         sys.stdout.write(text)
         return None
-    target = Path(output) if output else default_output(spec_path, backend)
+    target = Path(output) if output else default_output(spec_path, backend, folded)
     if target.is_dir():
         raise SpecError(f"output path {target} is a directory")
     try:

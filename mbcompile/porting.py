@@ -25,7 +25,13 @@ from typing import Any
 
 from . import compiler
 from .errors import SpecError
-from .weights import ParamOp, keras_to_torch, param_ops, torch_to_keras
+from .weights import (
+    ParamOp,
+    fold_batch_norm,
+    keras_to_torch,
+    param_ops,
+    torch_to_keras,
+)
 
 TORCH_SUFFIXES = (".pt", ".pth")
 KERAS_OUTPUT_SUFFIX = ".weights.h5"
@@ -51,11 +57,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a spec value, exactly as for compiling (repeatable)",
     )
+    parser.add_argument(
+        "--fold-bn",
+        action="store_true",
+        help="the PyTorch --from file holds the spec's training form; write the "
+        "inference form with batch norm folded into the convolutions (the network "
+        "`--fold-bn` compiles), as a .pt or .weights.h5 file",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     source, target = Path(args.source), Path(args.target)
     direction = (_kind(source, "--from"), _kind(target, "--to"))
+    if args.fold_bn:
+        return _run_folding(args, source, target, direction)
     if direction not in (("torch", "keras"), ("keras", "torch")):
         raise SpecError(
             "--from and --to must be one PyTorch file (.pt, .pth) and one Keras "
@@ -169,8 +184,17 @@ def _read_torch(torch, source: Path) -> list[tuple[str, Any]]:
 def _fill_keras(model, ops: list[ParamOp], tensors, source: Path) -> None:
     layers = _keras_weighted_layers(model)
     assert len(layers) == len(ops), "generated Keras model out of IR order"
+    for op, layer, arrays in zip(
+        ops, layers, _torch_groups(ops, tensors, source), strict=True
+    ):
+        layer.set_weights(torch_to_keras(op, arrays))
+
+
+def _torch_groups(ops: list[ParamOp], tensors, source: Path) -> list[list]:
+    """State_dict arrays grouped per parametric op, every shape checked."""
+    groups = []
     position = 0
-    for op, layer in zip(ops, layers, strict=True):
+    for op in ops:
         group = tensors[position : position + len(op.torch_shapes)]
         for offset, expected in enumerate(op.torch_shapes):
             if offset >= len(group):
@@ -185,7 +209,7 @@ def _fill_keras(model, ops: list[ParamOp], tensors, source: Path) -> None:
                     f"{tuple(array.shape)}; the spec needs {expected} for "
                     f"{op.name} ({op.kind}) there"
                 )
-        layer.set_weights(torch_to_keras(op, [array for _, array in group]))
+        groups.append([array for _, array in group])
         position += len(group)
     if position < len(tensors):
         key, array = tensors[position]
@@ -193,6 +217,49 @@ def _fill_keras(model, ops: list[ParamOp], tensors, source: Path) -> None:
             f"{source}: tensor {position} '{key}' {tuple(array.shape)} is one more "
             f"than the spec's {position} tensors"
         )
+    return groups
+
+
+def _run_folding(args, source: Path, target: Path, direction) -> int:
+    """Training-form PyTorch weights -> the folded inference form, in either format."""
+    if direction[0] != "torch":
+        raise SpecError(
+            f"--fold-bn reads a PyTorch state_dict, got {source.name}; convert a Keras "
+            "file to .pt first (mbcompile weights SPEC --from it.weights.h5 --to it.pt)"
+        )
+    if direction[1] == "keras" and not target.name.endswith(KERAS_OUTPUT_SUFFIX):
+        raise SpecError(f"--to {target}: Keras weights are written as *.weights.h5")
+    if not source.is_file():
+        raise SpecError(f"--from {source}: no such file")
+    trained_spec, trained = compiler.load_and_expand(args.spec, args.overrides)
+    if trained_spec.spec.fold_batch_norm:
+        raise SpecError(
+            "--fold-bn converts the training form, but this spec already sets "
+            "fold_batch_norm: true"
+        )
+    folded_overrides = [*args.overrides, "fold_batch_norm=true"]
+    loaded, graph = compiler.load_and_expand(args.spec, folded_overrides)
+    torch, _ = _frameworks()
+    trained_ops, ops = param_ops(trained), param_ops(graph)
+    groups = _torch_groups(trained_ops, _read_torch(torch, source), source)
+    folded = fold_batch_norm(trained_ops, ops, groups)
+    with tempfile.TemporaryDirectory(prefix="mbcompile-weights-") as scratch:
+        build = _builder(loaded, graph, Path(scratch))
+        if direction[1] == "keras":
+            model = build("keras")
+            for op, layer, arrays in zip(
+                ops, _keras_weighted_layers(model), folded, strict=True
+            ):
+                layer.set_weights(torch_to_keras(op, arrays))
+            _atomic(target, lambda tmp: model.save_weights(tmp))
+        else:
+            per_layer = [
+                torch_to_keras(op, a) for op, a in zip(ops, folded, strict=True)
+            ]
+            state = _torch_state(torch, build("torch"), ops, per_layer)
+            _atomic(target, lambda tmp: torch.save(state, tmp))
+    print(f"mbcompile: wrote {target} (batch norm folded)", file=sys.stderr)
+    return 0
 
 
 # --------------------------------------------------------------- Keras -> PyTorch

@@ -7,7 +7,7 @@ module and the n-th weighted layer of the Keras model. Per op, the tensors are:
 | op     | PyTorch                                   | Keras |
 |--------|-------------------------------------------|-------|
 | conv   | weight (O, I/g, kh, kw) [, bias (O,)]     | kernel (kh, kw, I/g, O) [, bias] |
-| dwconv | weight (C*m, 1, kh, kw)                   | depthwise_kernel (kh, kw, C, m) |
+| dwconv | weight (C*m, 1, kh, kw) [, bias (C*m,)]    | depthwise_kernel (kh, kw, C, m) [, bias] |
 | bn     | weight, bias, running_mean, running_var   | gamma, beta, moving_mean, moving_variance |
 | dense  | weight (out, in), bias                    | kernel (in, out) or, as a 1x1 conv, (1, 1, in, out); bias |
 
@@ -50,6 +50,9 @@ def param_ops(graph: Graph) -> list[ParamOp]:
             k, c, m = a["kernel"], a["channels"], a["multiplier"]
             torch_s = [(c * m, 1, k, k)]
             keras_s = [(k, k, c, m)]
+            if a["bias"]:  # the folded inference form
+                torch_s.append((c * m,))
+                keras_s.append((c * m,))
         elif kind == "bn":
             torch_s = keras_s = [(a["channels"],)] * 4
         else:  # dense
@@ -67,7 +70,7 @@ def torch_to_keras(op: ParamOp, tensors: list) -> list:
         return [tensors[0].transpose(2, 3, 1, 0), *tensors[1:]]
     if op.kind == "dwconv":
         c, m, k = op.attrs["channels"], op.attrs["multiplier"], op.attrs["kernel"]
-        return [tensors[0].reshape(c, m, k, k).transpose(2, 3, 0, 1)]
+        return [tensors[0].reshape(c, m, k, k).transpose(2, 3, 0, 1), *tensors[1:]]
     if op.kind == "dense":
         kernel = tensors[0].transpose(1, 0)
         if op.attrs["form"] == "conv1x1":
@@ -83,7 +86,7 @@ def keras_to_torch(op: ParamOp, arrays: list) -> list:
         return [arrays[0].transpose(3, 2, 0, 1), *arrays[1:]]
     if op.kind == "dwconv":
         c, m, k = op.attrs["channels"], op.attrs["multiplier"], op.attrs["kernel"]
-        return [arrays[0].transpose(2, 3, 0, 1).reshape(c * m, 1, k, k)]
+        return [arrays[0].transpose(2, 3, 0, 1).reshape(c * m, 1, k, k), *arrays[1:]]
     if op.kind == "dense":
         kernel = arrays[0].reshape(op.attrs["in_f"], op.attrs["out_f"])
         return [kernel.transpose(1, 0), arrays[1]]
@@ -106,3 +109,49 @@ def _check(op: ParamOp, tensors: list, shapes: tuple, framework: str) -> None:
                 f"{op.name} ({op.kind}) tensor {i}: expected {framework} shape "
                 f"{shape}, got {tuple(tensor.shape)}"
             )
+
+
+def fold_batch_norm(
+    trained: list[ParamOp], folded: list[ParamOp], tensors: list
+) -> list:
+    """PyTorch-layout tensors of a spec's training form -> its folded inference form.
+
+    `trained` and `folded` are the parametric ops of the same spec without and with
+    `fold_batch_norm`; `tensors` holds one list per trained op, in state_dict order.
+    Each batch norm is merged into the convolution before it:
+    scale = gamma / sqrt(var + eps), W' = W * scale (per output channel),
+    b' = (b - mean) * scale + beta.
+    """
+    if len(tensors) != len(trained):
+        raise LayoutError(
+            f"expected tensors for {len(trained)} ops, got {len(tensors)}"
+        )
+    out: list = []
+    i = 0
+    while i < len(trained):
+        op, arrays = trained[i], tensors[i]
+        _check(op, arrays, op.torch_shapes, "PyTorch")
+        following = trained[i + 1] if i + 1 < len(trained) else None
+        if (
+            op.kind in ("conv", "dwconv")
+            and following is not None
+            and following.kind == "bn"
+        ):
+            bn_arrays = tensors[i + 1]
+            _check(following, bn_arrays, following.torch_shapes, "PyTorch")
+            gamma, beta, mean, var = bn_arrays
+            scale = gamma / (var + following.attrs["eps"]) ** 0.5
+            weight = arrays[0] * scale.reshape(-1, 1, 1, 1)
+            bias = arrays[1] if len(arrays) > 1 else mean * 0
+            out.append([weight, (bias - mean) * scale + beta])
+            i += 2
+        else:
+            out.append(list(arrays))
+            i += 1
+    if len(out) != len(folded):
+        raise LayoutError(
+            f"folding gave {len(out)} ops but the folded spec has {len(folded)}"
+        )
+    for op, arrays in zip(folded, out, strict=True):
+        _check(op, arrays, op.torch_shapes, "PyTorch")
+    return out

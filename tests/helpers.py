@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -206,3 +208,19 @@ def randomize_keras(model, images_nhwc: np.ndarray, seed: int = 0) -> None:
     model(images_nhwc, training=True)
     for layer, momentum in momenta.items():
         layer.momentum = momentum
+
+
+def assert_ruff_clean(*paths: Path) -> None:
+    """`ruff check` and `ruff format --check` pass with users' default configuration
+    (--isolated: not this repository's settings)."""
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    assert Path(ruff).exists(), "ruff is part of the test extras but was not found"
+    targets = [str(p) for p in paths]
+    for command in (["check"], ["format", "--check"]):
+        result = subprocess.run(
+            [ruff, *command, "--isolated", *targets],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr

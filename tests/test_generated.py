@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import ast
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from helpers import CANONICAL, ROOT
+from helpers import CANONICAL, ROOT, assert_ruff_clean
 from mbcompile.regenerate import expected_outputs
 
 ALLOWED_IMPORTS = {"keras": {"keras"}, "torch": {"torch"}}
@@ -69,27 +67,8 @@ def test_one_line_per_block_with_shape_comment():
     assert text.count("class InvertedResidual(") == 1
 
 
-def _ruff():
-    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
-    if not Path(ruff).exists():
-        pytest.fail("ruff is part of the test extras but was not found")
-    return ruff
-
-
 def test_ruff_check_and_format():
-    ruff = _ruff()
-    paths = [str(ROOT / "generated")]
-    # Isolated: the users' default configuration, not this repository's.
-    check = subprocess.run(
-        [ruff, "check", "--isolated", *paths], capture_output=True, text=True
-    )
-    assert check.returncode == 0, check.stdout + check.stderr
-    fmt = subprocess.run(
-        [ruff, "format", "--isolated", "--check", *paths],
-        capture_output=True,
-        text=True,
-    )
-    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    assert_ruff_clean(ROOT / "generated")
 
 
 def test_deterministic_across_hash_seeds_and_directories(tmp_path):

@@ -12,8 +12,9 @@ from torch import nn
 BN_EPS = 0.001
 BN_MOMENTUM = 0.01
 
+# Activation modules by name, in place where PyTorch can, as torchvision builds them.
 ACTIVATIONS = {
-    "relu": nn.ReLU,
+    "relu": lambda: nn.ReLU(inplace=True),
 }
 
 
@@ -96,7 +97,7 @@ class MobilenetV3LargeMinimalistic(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
             nn.Linear(960, 1280),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Dropout(0.2),
             nn.Linear(1280, 1000),
         )

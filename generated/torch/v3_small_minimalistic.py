@@ -12,8 +12,9 @@ from torch import nn
 BN_EPS = 0.001
 BN_MOMENTUM = 0.01
 
+# Activation modules by name, in place where PyTorch can, as torchvision builds them.
 ACTIVATIONS = {
-    "relu": nn.ReLU,
+    "relu": lambda: nn.ReLU(inplace=True),
 }
 
 
@@ -92,7 +93,7 @@ class MobilenetV3SmallMinimalistic(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
             nn.Linear(576, 1024),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Dropout(0.2),
             nn.Linear(1024, 1000),
         )

@@ -90,7 +90,7 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
         "torch_momentum": repr(conv.bn_momentum),
         "keras_activations": ACTIVATIONS,
         "names": names,
-        "m": uses(blocks),
+        "m": {**uses(blocks), "fold_bn": ctx["spec"].fold_batch_norm},
         "features": features,
         "classifier": classifier,
         "input_comment": shape_comment(graph.shape("input")),

@@ -37,7 +37,10 @@ class Context:
         return make_divisible(value, self.spec.channel_divisor)
 
     @property
-    def bn(self) -> dict:
+    def bn(self) -> dict | None:
+        """Batch-norm attributes, or None when batch norm is folded into the convs."""
+        if self.spec.fold_batch_norm:
+            return None
         return {"eps": self.conv.bn_epsilon, "momentum": self.conv.bn_momentum}
 
 
@@ -80,11 +83,13 @@ def conv_bn_act(
     dilation: int,
     pad: tuple[int, int, int, int],
     act: str | None,
-    bn: dict,
+    bn: dict | None,
     depthwise: bool = False,
     multiplier: int = 1,
 ) -> str:
-    """[pad] -> conv or depthwise conv (no bias) -> batch norm -> [activation]."""
+    """[pad] -> conv or depthwise conv (no bias) -> batch norm -> [activation].
+
+    With `bn` None (folded for inference) the conv has a bias and no batch norm."""
     in_c = graph.shape(x)[0]
     if not is_symmetric(pad):
         x = graph.add("pad", [x], f"{name}.pad", pad=pad)
@@ -96,7 +101,7 @@ def conv_bn_act(
         "stride": stride,
         "dilation": dilation,
         "padding": padding,
-        "bias": False,
+        "bias": bn is None,
     }
     if depthwise:
         x = graph.add(
@@ -111,7 +116,8 @@ def conv_bn_act(
         x = graph.add(
             "conv", [x], f"{name}.conv", in_c=in_c, out_c=out_c, groups=1, **common
         )
-    x = graph.add("bn", [x], f"{name}.bn", channels=graph.shape(x)[0], **bn)
+    if bn is not None:
+        x = graph.add("bn", [x], f"{name}.bn", channels=graph.shape(x)[0], **bn)
     if act is not None:
         x = graph.add("act", [x], f"{name}.act", fn=act)
     return x

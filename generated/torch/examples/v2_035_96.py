@@ -12,8 +12,9 @@ from torch import nn
 BN_EPS = 1e-05
 BN_MOMENTUM = 0.1
 
+# Activation modules by name, in place where PyTorch can, as torchvision builds them.
 ACTIVATIONS = {
-    "relu6": nn.ReLU6,
+    "relu6": lambda: nn.ReLU6(inplace=True),
 }
 
 

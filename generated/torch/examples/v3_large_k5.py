@@ -12,9 +12,10 @@ from torch import nn
 BN_EPS = 0.001
 BN_MOMENTUM = 0.01
 
+# Activation modules by name, in place where PyTorch can, as torchvision builds them.
 ACTIVATIONS = {
-    "hardswish": nn.Hardswish,
-    "relu": nn.ReLU,
+    "hardswish": lambda: nn.Hardswish(inplace=True),
+    "relu": lambda: nn.ReLU(inplace=True),
 }
 
 
@@ -115,7 +116,7 @@ class MobilenetV3LargeK5(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
             nn.Linear(960, 1280),
-            nn.Hardswish(),
+            nn.Hardswish(inplace=True),
             nn.Dropout(0.2),
             nn.Linear(1280, 1000),
         )

@@ -1,0 +1,172 @@
+"""Inference form: batch norm folded into the convolutions (`--fold-bn`).
+
+Trained (random, calibrated) weights of the training form are folded with
+mbcompile.weights.fold_batch_norm or `mbcompile weights --fold-bn`; the folded
+network must compute what the training form computes in eval mode.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import (
+    CANONICAL,
+    LOGIT_TOLERANCE,
+    ROOT,
+    SPECS,
+    assert_ruff_clean,
+    build,
+    import_source,
+    keras_weighted_layers,
+    random_images,
+    randomize_torch,
+    run_keras,
+    run_torch,
+    torch_param_modules,
+    torch_tensors,
+    torch_tensors_live,
+)
+from mbcompile import cli, compiler
+from mbcompile.weights import fold_batch_norm, param_ops, torch_to_keras
+
+FOLD = "fold_batch_norm=true"
+CASES = [(SPECS / f"{name}.yaml", ()) for name in CANONICAL]
+CASES += [
+    (SPECS / "v3_small.yaml", ("conventions=keras_applications", "resolution=193"))
+]
+CASES += [(ROOT / "examples" / "cifar10_v2.yaml", ())]
+
+
+def trained(spec, tmp_path, overrides=()):
+    _, graph, model = build(spec, "torch", tmp_path, overrides)
+    rescaled = graph.node(graph.order[1])["kind"] == "rescale"
+    randomize_torch(model, random_images(graph, seed=11, pixels=rescaled), seed=11)
+    return graph, model, random_images(graph, seed=2, pixels=rescaled)
+
+
+@pytest.mark.parametrize(
+    "spec,overrides", CASES, ids=[f"{s.stem}-{len(o)}" for s, o in CASES]
+)
+def test_folded_models_compute_the_training_form(spec, overrides, tmp_path):
+    import torch
+
+    graph, model, images = trained(spec, tmp_path, overrides)
+    reference = run_torch(model, images)
+    _, folded_graph, folded_torch = build(spec, "torch", tmp_path, (*overrides, FOLD))
+    _, _, folded_keras = build(spec, "keras", tmp_path, (*overrides, FOLD))
+
+    per_op = [torch_tensors(m) for m in torch_param_modules(model)]
+    ops = param_ops(folded_graph)
+    folded = fold_batch_norm(param_ops(graph), ops, per_op)
+    with torch.no_grad():
+        for module, arrays in zip(
+            torch_param_modules(folded_torch), folded, strict=True
+        ):
+            for target, array in zip(torch_tensors_live(module), arrays, strict=True):
+                target.copy_(torch.from_numpy(np.ascontiguousarray(array)))
+    for op, layer, arrays in zip(
+        ops, keras_weighted_layers(folded_keras), folded, strict=True
+    ):
+        layer.set_weights(torch_to_keras(op, arrays))
+
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded_torch.modules())
+    assert not any(
+        type(layer).__name__ == "BatchNormalization" for layer in folded_keras.layers
+    )
+    assert np.abs(run_torch(folded_torch, images) - reference).max() <= LOGIT_TOLERANCE
+    assert np.abs(run_keras(folded_keras, images) - reference).max() <= LOGIT_TOLERANCE
+
+
+def test_folded_costs():
+    loaded, graph = compiler.load_and_expand(SPECS / "v2.yaml")
+    _, folded_graph = compiler.load_and_expand(SPECS / "v2.yaml", [FOLD])
+    rep = compiler.cost_report(loaded, graph)
+    folded = compiler.cost_report(loaded, folded_graph)
+    bn_channels = rep.non_trainable_params // 2  # mean and variance per channel
+    # gamma and beta go, one bias per channel comes: trainable - 2C + C.
+    assert folded.trainable_params == rep.trainable_params - bn_channels
+    assert folded.non_trainable_params == 0
+    assert folded.macs == rep.macs
+    assert not [n for n in folded_graph.order if folded_graph.node(n)["kind"] == "bn"]
+
+
+@pytest.mark.parametrize("target_suffix", [".pt", ".weights.h5"])
+def test_weights_command_folds_trained_weights(target_suffix, tmp_path, capsys):
+    import torch
+
+    spec = SPECS / "v3_small.yaml"
+    _, model, images = trained(spec, tmp_path)
+    reference = run_torch(model, images)
+    source, target = tmp_path / "trained.pt", tmp_path / f"folded{target_suffix}"
+    torch.save(model.state_dict(), source)
+
+    argv = [
+        "weights",
+        str(spec),
+        "--fold-bn",
+        "--from",
+        str(source),
+        "--to",
+        str(target),
+    ]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    if target_suffix == ".pt":
+        _, _, folded = build(spec, "torch", tmp_path, [FOLD])
+        folded.load_state_dict(torch.load(target, weights_only=True), strict=True)
+        got = run_torch(folded, images)
+    else:
+        _, _, folded = build(spec, "keras", tmp_path, [FOLD])
+        folded.load_weights(target)
+        got = run_keras(folded, images)
+    assert np.abs(got - reference).max() <= LOGIT_TOLERANCE
+
+
+def test_weights_command_refuses_a_folded_source(tmp_path, capsys):
+    import torch
+
+    _, _, folded = build(SPECS / "v3_small.yaml", "torch", tmp_path, [FOLD])
+    source = tmp_path / "folded.pt"
+    torch.save(folded.state_dict(), source)
+    argv = ["weights", str(SPECS / "v3_small.yaml"), "--fold-bn"]
+    argv += ["--from", str(source), "--to", str(tmp_path / "out.pt")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    # The stem's folded bias (16,) happens to fit the BN weight it is read as; the
+    # next tensor is the first whose shape does not fit.
+    assert "tensor 2 'features.1.block.0.0.weight'" in err
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_cli_flag_writes_folded_source_beside_the_training_form(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "mbcompile", str(SPECS / "v2.yaml"), "--fold-bn"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for backend in ("keras", "torch"):
+        text = (tmp_path / "generated" / backend / "v2_folded.py").read_text()
+        assert "BatchNorm" not in text
+        assert text == compiler.compile_spec(SPECS / "v2.yaml", backend, [FOLD])
+    assert not (tmp_path / "generated" / "torch" / "v2.py").exists()
+
+
+def test_folded_source_is_ruff_clean(tmp_path):
+    for name in (*CANONICAL, "../examples/detection_backbone"):
+        for backend in ("keras", "torch"):
+            text = compiler.compile_spec(SPECS / f"{name}.yaml", backend, [FOLD])
+            (tmp_path / f"{backend}_{name.replace('/', '_')}.py").write_text(text)
+    assert_ruff_clean(tmp_path)
+
+
+def test_folded_module_is_standalone(tmp_path):
+    text = compiler.compile_spec(SPECS / "v1.yaml", "torch", [FOLD])
+    assert "import mbcompile" not in text
+    assert import_source(text, tmp_path).build_model() is not None
