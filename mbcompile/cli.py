@@ -30,6 +30,22 @@ exit codes:
 """
 
 
+def add_overrides_argument(
+    parser: argparse.ArgumentParser,
+    help: str = "override a spec value by dotted path, e.g. width_multiplier=0.75 or "
+    "stages.3.c=48 (repeatable; validated like the file)",
+) -> None:
+    """The `--set KEY=VALUE` option, the same for every command that reads a spec."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=help,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mbcompile",
@@ -49,15 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="output file ('-' for standard output); default generated/<backend>/<spec>.py",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec value by dotted path, e.g. width_multiplier=0.75 or "
-        "stages.3.c=48 (repeatable; validated like the file)",
-    )
+    add_overrides_argument(parser)
     parser.add_argument(
         "--fold-bn",
         action="store_true",

@@ -23,6 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cli import add_overrides_argument
 from .cost import Report
 from .errors import SpecError
 from .report import FORMATS, MIB, aligned, build, md_table
@@ -215,14 +216,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE[,KEY=VALUE...]",
         help="one more column per spec with these overrides (repeatable)",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override applied to every column (repeatable)",
-    )
+    add_overrides_argument(parser, help="override applied to every column (repeatable)")
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument(
         "--plot",

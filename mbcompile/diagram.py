@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .cli import add_overrides_argument
 from .cost import Report
 from .errors import SpecError
 from .ir import Graph
@@ -156,14 +157,7 @@ def render_svg(dot_text: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="path to a spec YAML file")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec value by dotted path (repeatable)",
-    )
+    add_overrides_argument(parser)
     parser.add_argument(
         "--format",
         choices=FORMATS,

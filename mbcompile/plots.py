@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli import add_overrides_argument
 from .cost import Report
 from .diagram import COLOURS, OTHER_COLOUR
 from .errors import SpecError
@@ -136,14 +137,7 @@ def compare_chart(cols, path: str | Path) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="path to a spec YAML file")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec value by dotted path (repeatable)",
-    )
+    add_overrides_argument(parser)
     parser.add_argument(
         "-o",
         "--output",

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import compiler
+from .cli import add_overrides_argument
 from .errors import SpecError
 from .weights import (
     ParamOp,
@@ -49,13 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="path to the spec YAML file the weights fit")
     parser.add_argument("--from", dest="source", required=True, metavar="PATH")
     parser.add_argument("--to", dest="target", required=True, metavar="PATH")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec value, exactly as for compiling (repeatable)",
+    add_overrides_argument(
+        parser, help="override a spec value, exactly as for compiling (repeatable)"
     )
     parser.add_argument(
         "--fold-bn",

@@ -15,6 +15,7 @@ import json
 import sys
 
 from . import __version__
+from .cli import add_overrides_argument
 from .cost import DTYPE_BYTES, SUMMED, Report, report
 from .errors import SpecError
 from .ir import Graph
@@ -354,14 +355,7 @@ def render(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="path to a spec YAML file")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec value by dotted path (repeatable)",
-    )
+    add_overrides_argument(parser)
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument(
         "--explain",
