@@ -123,6 +123,24 @@ def conv_bn_act(
     return x
 
 
+def pointwise(
+    graph: Graph, x: str, name: str, out_c: int, act: str | None, bn: dict | None
+) -> str:
+    """A 1x1 conv-bn[-act]: the expand and projection layers of the block types."""
+    return conv_bn_act(
+        graph,
+        x,
+        name,
+        out_c=out_c,
+        kernel=1,
+        stride=1,
+        dilation=1,
+        pad=(0, 0, 0, 0),
+        act=act,
+        bn=bn,
+    )
+
+
 def squeeze_excite(graph: Graph, x: str, name: str, squeeze_c: int) -> str:
     """x * hardsigmoid(fc2(relu(fc1(avgpool(x))))), the MobileNet V3 SE module."""
     channels = graph.shape(x)[0]

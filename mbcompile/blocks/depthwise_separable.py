@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..ir import Graph
 from ..spec import DepthwiseSeparableRow
 from . import options
-from .common import Context, conv_bn_act, padding
+from .common import Context, conv_bn_act, padding, pointwise
 
 NAME = "depthwise_separable"
 
@@ -39,15 +39,4 @@ def expand(graph: Graph, x: str, p: dict, name: str, ctx: Context) -> str:
         depthwise=True,
         multiplier=p["multiplier"],
     )
-    return conv_bn_act(
-        graph,
-        x,
-        f"{name}.pw",
-        out_c=p["out_c"],
-        kernel=1,
-        stride=1,
-        dilation=1,
-        pad=(0, 0, 0, 0),
-        act=p["act"],
-        bn=ctx.bn,
-    )
+    return pointwise(graph, x, f"{name}.pw", p["out_c"], p["act"], ctx.bn)

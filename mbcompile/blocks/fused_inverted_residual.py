@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..ir import Graph
 from ..spec import FusedInvertedResidualRow
 from . import options
-from .common import Context, conv_bn_act, padding
+from .common import Context, conv_bn_act, padding, pointwise
 
 NAME = "fused_inverted_residual"
 
@@ -46,18 +46,7 @@ def expand(graph: Graph, x: str, p: dict, name: str, ctx: Context) -> str:
         bn=ctx.bn,
     )
     if p["fused"]:
-        x = conv_bn_act(
-            graph,
-            x,
-            f"{name}.project",
-            out_c=p["out_c"],
-            kernel=1,
-            stride=1,
-            dilation=1,
-            pad=(0, 0, 0, 0),
-            act=None,
-            bn=ctx.bn,
-        )
+        x = pointwise(graph, x, f"{name}.project", p["out_c"], None, ctx.bn)
     if p["residual"]:
         x = graph.add("add", [shortcut, x], f"{name}.add")
     return x

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..ir import Graph
 from ..spec import InvertedResidualRow
 from . import options
-from .common import Context, conv_bn_act, padding, squeeze_excite
+from .common import Context, conv_bn_act, padding, pointwise, squeeze_excite
 
 NAME = "inverted_residual"
 
@@ -50,18 +50,7 @@ def resolve(ctx: Context, row: InvertedResidualRow, stride: int, size) -> dict:
 def expand(graph: Graph, x: str, p: dict, name: str, ctx: Context) -> str:
     shortcut = x
     if p["expand"]:
-        x = conv_bn_act(
-            graph,
-            x,
-            f"{name}.expand",
-            out_c=p["exp_c"],
-            kernel=1,
-            stride=1,
-            dilation=1,
-            pad=(0, 0, 0, 0),
-            act=p["act"],
-            bn=ctx.bn,
-        )
+        x = pointwise(graph, x, f"{name}.expand", p["exp_c"], p["act"], ctx.bn)
     x = conv_bn_act(
         graph,
         x,
@@ -77,18 +66,7 @@ def expand(graph: Graph, x: str, p: dict, name: str, ctx: Context) -> str:
     )
     if p["se_c"]:
         x = squeeze_excite(graph, x, f"{name}.se", p["se_c"])
-    x = conv_bn_act(
-        graph,
-        x,
-        f"{name}.project",
-        out_c=p["out_c"],
-        kernel=1,
-        stride=1,
-        dilation=1,
-        pad=(0, 0, 0, 0),
-        act=None,
-        bn=ctx.bn,
-    )
+    x = pointwise(graph, x, f"{name}.project", p["out_c"], None, ctx.bn)
     if p["residual"]:
         x = graph.add("add", [shortcut, x], f"{name}.add")
     return x
