@@ -23,15 +23,20 @@ def needs_expand(ctx: Context, changes_width: bool) -> bool:
 
 def resolve(ctx: Context, row: InvertedResidualRow, stride: int, size) -> dict:
     exp_c = options.expanded(ctx, row.t, row.exp)
-    out_c = ctx.scale(row.c, stage=True)
-    conv_stride, dilation = options.atrous(ctx, stride, row.dilation)
     # torchvision tests the ratio, not the rounded width: `expand_ratio != 1`
     changes_width = row.t != 1 if row.t is not None else exp_c != ctx.in_c
+    return resolve_expanded(ctx, row, stride, size, exp_c, changes_width)
+
+
+def resolve_expanded(
+    ctx: Context, row, stride: int, size, exp_c: int, changes_width: bool
+) -> dict:
+    """Parameters of an inverted residual (or bneck) row whose expansion is known."""
+    out_c = ctx.scale(row.c, stage=True)
+    conv_stride, dilation = options.atrous(ctx, stride, row.dilation)
     expand_conv = needs_expand(ctx, changes_width)
     if not expand_conv:
-        exp_c = (
-            ctx.in_c
-        )  # no layer changes the width: the depthwise conv sees the input
+        exp_c = ctx.in_c  # no layer changes the width: the depthwise sees the input
     return {
         "in_c": ctx.in_c,
         "exp_c": exp_c,
