@@ -99,9 +99,11 @@ def common_context(loaded: LoadedSpec, graph: Graph, backend: str) -> dict[str, 
     costs = report(graph, spec.name, spec.resolution)
     conv = spec.resolved_conventions()
     blocks = block_views(graph)
-    for b in blocks:
-        if "residual" in b.p:  # the shortcut rule the generated helpers apply
+    for b in blocks:  # what the generated helpers do when a call doesn't say
+        if "residual" in b.p:
             b.x["residual_default"] = b.p["stride"] == 1 and b.p["in_c"] == b.p["out_c"]
+        if "exp_c" in b.p:
+            b.x["expand_default"] = b.p["exp_c"] != b.p["in_c"]
     return {
         "version": __version__,
         "backend": backend,

@@ -66,8 +66,6 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
     for b in blocks:
         b.x["pad"] = keras_pad(b.p) if "pad" in b.p else None
         b.x["shape"] = shape_comment(b.shape)
-        if "exp_c" in b.p:
-            b.x["expand_default"] = b.p["exp_c"] != b.p["in_c"]
     classifier = blocks[-1] if blocks[-1].type == "classifier" else None
     features = blocks[:-1] if classifier else blocks
     stem, head = blocks[0], None

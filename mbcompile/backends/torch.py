@@ -45,8 +45,6 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
     for b in ctx["blocks"]:
         b.x["pad"] = torch_pad(b.p) if "pad" in b.p else None
         b.x["shape"] = shape_comment(b.shape)
-        if "exp_c" in b.p:
-            b.x["expand_default"] = b.p["exp_c"] != b.p["in_c"]
     conv = ctx["conventions"]
     fold_bn = ctx["spec"].fold_batch_norm
     conv_class = "ConvAct" if fold_bn else CLASS_NAMES["conv_bn_act"]
