@@ -268,13 +268,15 @@ StageRow = Annotated[
     | ConvBnActRow,
     Field(discriminator="block"),
 ]
-BLOCK_TYPES = (
-    "depthwise_separable",
-    "inverted_residual",
-    "bneck",
-    "fused_inverted_residual",
-    "conv_bn_act",
-)
+# Block type -> the model of its rows: the one list of stage-table block types.
+_ROW_MODELS = {
+    "depthwise_separable": DepthwiseSeparableRow,
+    "inverted_residual": InvertedResidualRow,
+    "bneck": BneckRow,
+    "fused_inverted_residual": FusedInvertedResidualRow,
+    "conv_bn_act": ConvBnActRow,
+}
+BLOCK_TYPES = tuple(_ROW_MODELS)
 
 
 class HeadConvSpec(Strict):
@@ -350,16 +352,7 @@ class Spec(Strict):
     fold_batch_norm: bool = False
     output_stride: Literal[8, 16, 32] | None = None
     features: FeatureTaps | None = None
-    block: (
-        Literal[
-            "depthwise_separable",
-            "inverted_residual",
-            "bneck",
-            "fused_inverted_residual",
-            "conv_bn_act",
-        ]
-        | None
-    ) = None
+    block: Literal[BLOCK_TYPES] | None = None  # type: ignore[valid-type]
     stem: StemSpec
     stages: Annotated[list[StageRow], Field(min_length=1, max_length=256)]
     head: HeadSpec
@@ -637,15 +630,6 @@ def _suggest(key: Any, parent: tuple, data: dict) -> str | None:
     names = list(model.model_fields) + (list(compose.KEYS) if model is Spec else [])
     matches = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     return matches[0] if matches else None
-
-
-_ROW_MODELS = {
-    "depthwise_separable": DepthwiseSeparableRow,
-    "inverted_residual": InvertedResidualRow,
-    "bneck": BneckRow,
-    "fused_inverted_residual": FusedInvertedResidualRow,
-    "conv_bn_act": ConvBnActRow,
-}
 
 
 def _model_at(path: tuple, data: Any) -> type[BaseModel] | None:
