@@ -42,12 +42,6 @@ class Composed(Located):
         return self.origins.get((), (self.source, None))
 
 
-def where(located: Located, path: tuple) -> Origin:
-    if isinstance(located, Composed):
-        return located.where(path)
-    return located.source, located.line_of(path)
-
-
 def load(path: Path, display: str) -> Composed:
     """Read a spec and everything it extends, merged, with origins."""
     return _load(Path(path), display, ())
@@ -101,7 +95,9 @@ def _merge(
         origins.update({q: o for q, o in over_origins.items() if q[: len(p)] == p})
 
 
-def apply_all_rows(data: dict, located: Located, set_origins: dict[tuple, str]) -> None:
+def apply_all_rows(
+    data: dict, located: Composed, set_origins: dict[tuple, str]
+) -> None:
     """Apply (and remove) `all_rows:`, after --set overrides.
 
     Each key goes to the rows whose block type has that field; a key no row type has
@@ -112,7 +108,7 @@ def apply_all_rows(data: dict, located: Located, set_origins: dict[tuple, str]) 
     if "all_rows" not in data:
         return
     values = data.pop("all_rows")
-    source, line = where(located, ("all_rows",))
+    source, line = located.where(("all_rows",))
     if not isinstance(values, dict):
         raise SpecError(
             "must be a mapping of row keys, e.g. {k: 3, se: false}",
@@ -129,7 +125,7 @@ def apply_all_rows(data: dict, located: Located, set_origins: dict[tuple, str]) 
             match = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
             if match:
                 message += f" — did you mean '{match[0]}'?"
-            source, line = where(located, ("all_rows", key))
+            source, line = located.where(("all_rows", key))
             errors.append(
                 SpecError(message, source=source, line=line, field=f"all_rows.{key}")
             )
@@ -149,7 +145,5 @@ def apply_all_rows(data: dict, located: Located, set_origins: dict[tuple, str]) 
             row[key] = copy.deepcopy(value)
             if ("all_rows", key) in set_origins:
                 set_origins[target] = set_origins[("all_rows", key)]
-            elif isinstance(located, Composed):
-                located.origins[target] = located.where(("all_rows", key))
             else:
-                located.lines[target] = located.lines.get(("all_rows", key), 0)
+                located.origins[target] = located.where(("all_rows", key))

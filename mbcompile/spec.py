@@ -29,7 +29,7 @@ from pydantic import (
 from . import compose
 from . import conventions as conv
 from .errors import SpecError, SpecErrors, shorten
-from .yamlsource import Located, scalar
+from .yamlsource import scalar
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 ACTIVATIONS = (
@@ -397,7 +397,7 @@ class Locator:
     """Turns a field path into a located SpecError: the file and line the value
     came from, or the `--set` that changed it."""
 
-    def __init__(self, located: Located, origins: dict[tuple, str]) -> None:
+    def __init__(self, located: compose.Composed, origins: dict[tuple, str]) -> None:
         self.located = located
         self.origins = origins
 
@@ -408,7 +408,7 @@ class Locator:
             inside = loc[: len(origin_path)] == origin_path
             if inside or (loc and origin_path[: len(loc)] == loc):
                 return SpecError(message, source=origin, field=field)
-        source, line = compose.where(self.located, loc)  # merged: the value's file
+        source, line = self.located.where(loc)  # merged specs: the value's own file
         return SpecError(message, source=source, line=line, field=field)
 
 
@@ -458,7 +458,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Loade
 
 
 def validate(
-    data: dict, located: Located, origins: dict[tuple, str] | None = None
+    data: dict, located: compose.Composed, origins: dict[tuple, str] | None = None
 ) -> Spec:
     locator = Locator(located, origins or {})
     try:
