@@ -20,6 +20,7 @@ and ignores activations and elementwise ops: its figure is `Report.fvcore_flops`
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from functools import cached_property
@@ -231,18 +232,11 @@ class Report:
         }
 
 
-def _elements(shape: tuple[int, ...]) -> int:
-    size = 1
-    for d in shape:
-        size *= d
-    return size
-
-
 def node_cost(graph: Graph, node_id: str, live: int = 0) -> NodeCost:
     data = graph.node(node_id)
     kind, a, shape = data["kind"], data["attrs"], data["shape"]
     counts = dict.fromkeys(SUMMED, 0)
-    out = _elements(shape)
+    out = math.prod(shape)
     spatial = shape[1] * shape[2] if len(shape) == 3 else 1
     if kind == "conv":
         per_output = (a["in_c"] // a["groups"]) * a["kernel"] * a["kernel"]
@@ -265,7 +259,7 @@ def node_cost(graph: Graph, node_id: str, live: int = 0) -> NodeCost:
     elif kind == "rescale":
         counts["elementwise_ops"] = 2 * out  # x * scale + offset
     elif kind == "pool":
-        counts["pool_ops"] = _elements(graph.shape(graph.inputs(node_id)[0]))
+        counts["pool_ops"] = math.prod(graph.shape(graph.inputs(node_id)[0]))
     return NodeCost(
         node_id, kind, data["block"], shape, **counts, activations=out, live=live
     )
@@ -287,14 +281,10 @@ def live_elements(graph: Graph) -> dict[str, int]:
         frees.setdefault(i, []).append(node_id)
     held, live = 0, {}
     for i, node_id in enumerate(graph.order):
-        held += _elements(graph.shape(node_id))
+        held += math.prod(graph.shape(node_id))
         live[node_id] = held
-        held -= sum(_elements(graph.shape(n)) for n in frees.get(i, ()))
+        held -= sum(math.prod(graph.shape(n)) for n in frees.get(i, ()))
     return live
-
-
-def peak_activation_elements(graph: Graph) -> int:
-    return max(live_elements(graph).values())
 
 
 def block_name(graph: Graph, index: int) -> str:

@@ -26,6 +26,7 @@ Op kinds and their attributes:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,10 +221,7 @@ def infer_shape(kind: str, a: dict, ins: list[tuple], name: str) -> tuple[int, .
         shape = (c, 1, 1) if a["keepdims"] else (c,)
     elif kind == "flatten":
         need(1)
-        size = 1
-        for d in ins[0]:
-            size *= d
-        shape = (size,)
+        shape = (math.prod(ins[0]),)
     elif kind == "dense":
         need(1)
         if ins[0] != (a["in_f"],):
