@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .backends import BACKENDS, generate
 from .blocks import build_graph
-from .cost import Report, format_table, node_cost, report, stage_label
+from .cost import Report, format_table, report
 from .errors import SpecError
 from .ir import Graph
 from .spec import LoadedSpec, load
@@ -43,23 +43,18 @@ def load_and_expand(path: str | Path, overrides=()) -> tuple[LoadedSpec, Graph]:
 
 def check_budget(loaded: LoadedSpec, graph: Graph) -> None:
     """Reject networks over MAX_PARAMS, naming the spec field of the largest block."""
-    per_block = [0] * len(graph.blocks)
-    for node_id in graph.parametric():
-        cost = node_cost(graph, node_id)
-        block = graph.node(node_id)["block"]
-        per_block[block] += cost.params + cost.bn_stats
-    total = sum(per_block)
+    rep = cost_report(loaded, graph)
+    total = rep.trainable_params + rep.non_trainable_params
     if total <= MAX_PARAMS:
         return
-    biggest = max(range(len(per_block)), key=per_block.__getitem__)
-    label = stage_label(graph, biggest)  # stem, stages.<row>, head or classifier
+    biggest = max(rep.blocks, key=lambda b: b.params + b.bn_stats)
     field = {"stem": ("stem",), "head": ("head", "conv"), "classifier": ("head",)}
-    loc = field.get(label) or ("stages", graph.blocks[biggest].stage)
+    loc = field.get(biggest.stage) or ("stages", graph.blocks[biggest.index].stage)
     raise loaded.error(
         loc,
         f"the network would have {total:,} parameters, over the limit of "
-        f"{MAX_PARAMS:,}; its largest block ({per_block[biggest]:,}) comes from here "
-        f"(width_multiplier {loaded.spec.width_multiplier})",
+        f"{MAX_PARAMS:,}; its largest block ({biggest.params + biggest.bn_stats:,}) "
+        f"comes from here (width_multiplier {loaded.spec.width_multiplier})",
     )
 
 

@@ -292,18 +292,14 @@ def block_name(graph: Graph, index: int) -> str:
     return "classifier" if block.section == "classifier" else f"features.{index}"
 
 
-def stage_label(graph: Graph, index: int, first_stage: int | None = None) -> str:
-    """The stage-table row a block comes from; stem and head are named as such.
-
-    `first_stage` (the index of the first stage-table block) saves a scan when
-    labelling every block of a large graph."""
+def _stage_label(graph: Graph, index: int, first_stage: int) -> str:
+    """The stage-table row a block comes from; stem and head are named as such
+    (`first_stage`: index of the first stage-table block)."""
     block = graph.blocks[index]
     if block.section == "classifier":
         return "classifier"
     if block.stage is not None:
         return f"stages.{block.stage}"
-    if first_stage is None:
-        first_stage = _first_stage_block(graph)
     return "stem" if index < first_stage else "head"
 
 
@@ -387,7 +383,7 @@ def _report(graph: Graph, name: str, resolution: int) -> Report:
                 index=block.index,
                 name=block_name(graph, block.index),
                 type=block.type,
-                stage=stage_label(graph, block.index, first_stage),
+                stage=_stage_label(graph, block.index, first_stage),
                 shape=block.out_shape,
                 **{field: sum(getattr(c, field) for c in mine) for field in SUMMED},
                 peak_live=max((c.live for c in mine), default=0),
