@@ -65,9 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     source, target = Path(args.source), Path(args.target)
     direction = (_kind(source, "--from"), _kind(target, "--to"))
-    if args.fold_bn:
-        return _run_folding(args, source, target, direction)
-    if direction not in (("torch", "keras"), ("keras", "torch")):
+    if args.fold_bn and direction[0] != "torch":
+        raise SpecError(
+            f"--fold-bn reads a PyTorch state_dict, got {source.name}; convert a Keras "
+            "file to .pt first (mbcompile weights SPEC --from it.weights.h5 --to it.pt)"
+        )
+    if not args.fold_bn and direction not in (("torch", "keras"), ("keras", "torch")):
         raise SpecError(
             "--from and --to must be one PyTorch file (.pt, .pth) and one Keras "
             f"file, got {source.name} and {target.name}"
@@ -77,21 +80,38 @@ def run(args: argparse.Namespace) -> int:
     if not source.is_file():
         raise SpecError(f"--from {source}: no such file")
     loaded, graph = compiler.load_and_expand(args.spec, args.overrides)
-    torch, keras = _frameworks()
+    torch, _ = _frameworks()
     ops = param_ops(graph)
+    if direction[0] == "torch":
+        groups = _torch_groups(ops, _read_torch(torch, source), source)
+    if args.fold_bn:  # the same weights in the spec's folded inference form
+        if loaded.spec.fold_batch_norm:
+            raise SpecError(
+                "--fold-bn converts the training form, but this spec already sets "
+                "fold_batch_norm: true"
+            )
+        trained_ops = ops
+        folded = [*args.overrides, "fold_batch_norm=true"]
+        loaded, graph = compiler.load_and_expand(args.spec, folded)
+        ops = param_ops(graph)
+        groups = fold_batch_norm(trained_ops, ops, groups)
     with tempfile.TemporaryDirectory(prefix="mbcompile-weights-") as scratch:
         build = _builder(loaded, graph, Path(scratch))
-        if direction[0] == "torch":
-            tensors = _read_torch(torch, source)
+        if direction[0] == "keras":
+            arrays = _read_keras(build("keras"), source, Path(scratch))
+            groups = [keras_to_torch(op, a) for op, a in zip(ops, arrays, strict=True)]
+        if direction[1] == "keras":
             model = build("keras")
-            _fill_keras(model, ops, tensors, source)
+            for op, layer, tensors in zip(
+                ops, _keras_weighted_layers(model), groups, strict=True
+            ):
+                layer.set_weights(torch_to_keras(op, tensors))
             _atomic(target, lambda tmp: model.save_weights(tmp))
         else:
-            arrays = _read_keras(build("keras"), source, Path(scratch))
-            state = _torch_state(torch, build("torch"), ops, arrays)
+            state = _torch_state(torch, build("torch"), groups)
             _atomic(target, lambda tmp: torch.save(state, tmp))
-    del keras  # imported only to check that it is installed
-    print(f"mbcompile: wrote {target}", file=sys.stderr)
+    done = " (batch norm folded)" if args.fold_bn else ""
+    print(f"mbcompile: wrote {target}{done}", file=sys.stderr)
     return 0
 
 
@@ -157,7 +177,7 @@ def _atomic(target: Path, write: Callable[[str], None]) -> None:
         raise
 
 
-# --------------------------------------------------------------- PyTorch -> Keras
+# ------------------------------------------------------------------ PyTorch files
 
 
 def _read_torch(torch, source: Path) -> list[tuple[str, Any]]:
@@ -175,15 +195,6 @@ def _read_torch(torch, source: Path) -> list[tuple[str, Any]]:
         for key, value in state.items()
         if not key.endswith(SKIPPED_BUFFER)
     ]
-
-
-def _fill_keras(model, ops: list[ParamOp], tensors, source: Path) -> None:
-    layers = _keras_weighted_layers(model)
-    assert len(layers) == len(ops), "generated Keras model out of IR order"
-    for op, layer, arrays in zip(
-        ops, layers, _torch_groups(ops, tensors, source), strict=True
-    ):
-        layer.set_weights(torch_to_keras(op, arrays))
 
 
 def _torch_groups(ops: list[ParamOp], tensors, source: Path) -> list[list]:
@@ -216,49 +227,7 @@ def _torch_groups(ops: list[ParamOp], tensors, source: Path) -> list[list]:
     return groups
 
 
-def _run_folding(args, source: Path, target: Path, direction) -> int:
-    """Training-form PyTorch weights -> the folded inference form, in either format."""
-    if direction[0] != "torch":
-        raise SpecError(
-            f"--fold-bn reads a PyTorch state_dict, got {source.name}; convert a Keras "
-            "file to .pt first (mbcompile weights SPEC --from it.weights.h5 --to it.pt)"
-        )
-    if direction[1] == "keras" and not target.name.endswith(KERAS_OUTPUT_SUFFIX):
-        raise SpecError(f"--to {target}: Keras weights are written as *.weights.h5")
-    if not source.is_file():
-        raise SpecError(f"--from {source}: no such file")
-    trained_spec, trained = compiler.load_and_expand(args.spec, args.overrides)
-    if trained_spec.spec.fold_batch_norm:
-        raise SpecError(
-            "--fold-bn converts the training form, but this spec already sets "
-            "fold_batch_norm: true"
-        )
-    folded_overrides = [*args.overrides, "fold_batch_norm=true"]
-    loaded, graph = compiler.load_and_expand(args.spec, folded_overrides)
-    torch, _ = _frameworks()
-    trained_ops, ops = param_ops(trained), param_ops(graph)
-    groups = _torch_groups(trained_ops, _read_torch(torch, source), source)
-    folded = fold_batch_norm(trained_ops, ops, groups)
-    with tempfile.TemporaryDirectory(prefix="mbcompile-weights-") as scratch:
-        build = _builder(loaded, graph, Path(scratch))
-        if direction[1] == "keras":
-            model = build("keras")
-            for op, layer, arrays in zip(
-                ops, _keras_weighted_layers(model), folded, strict=True
-            ):
-                layer.set_weights(torch_to_keras(op, arrays))
-            _atomic(target, lambda tmp: model.save_weights(tmp))
-        else:
-            per_layer = [
-                torch_to_keras(op, a) for op, a in zip(ops, folded, strict=True)
-            ]
-            state = _torch_state(torch, build("torch"), ops, per_layer)
-            _atomic(target, lambda tmp: torch.save(state, tmp))
-    print(f"mbcompile: wrote {target} (batch norm folded)", file=sys.stderr)
-    return 0
-
-
-# --------------------------------------------------------------- Keras -> PyTorch
+# -------------------------------------------------------------------- Keras files
 
 
 def _read_keras(keras_model, source: Path, scratch: Path) -> list[list[Any]]:
@@ -371,12 +340,11 @@ def _snake_case(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _torch_state(torch, module, ops: list[ParamOp], per_layer: list[list]) -> dict:
-    tensors = []
-    for op, arrays in zip(ops, per_layer, strict=True):
-        tensors += keras_to_torch(op, arrays)  # shapes were checked on reading
+def _torch_state(torch, module, groups: list[list]) -> dict:
+    """`module`'s state_dict filled with PyTorch-layout arrays, one group per op
+    in IR order (shapes were checked on reading)."""
     state = module.state_dict()
-    values = iter(tensors)
+    values = iter(array for group in groups for array in group)
     for key, current in state.items():
         if key.endswith(SKIPPED_BUFFER):
             state[key] = torch.zeros_like(current)
