@@ -56,14 +56,29 @@ def torch_param_modules(model):
     return [m for m in model.modules() if isinstance(m, kinds)]
 
 
-def torch_tensors(module) -> list[np.ndarray]:
+def torch_tensors_live(module):
+    """A parametric module's tensors in state_dict order (weight[, bias], and BN's
+    running statistics), as the module holds them."""
     from torch import nn
 
     if isinstance(module, nn.BatchNorm2d):
-        tensors = [module.weight, module.bias, module.running_mean, module.running_var]
-    else:
-        tensors = [module.weight] + ([module.bias] if module.bias is not None else [])
-    return [t.detach().cpu().numpy() for t in tensors]
+        return [module.weight, module.bias, module.running_mean, module.running_var]
+    return [module.weight] + ([module.bias] if module.bias is not None else [])
+
+
+def torch_tensors(module) -> list[np.ndarray]:
+    return [t.detach().cpu().numpy() for t in torch_tensors_live(module)]
+
+
+def load_torch_groups(model, groups: list[list[np.ndarray]]) -> None:
+    """Copy PyTorch-layout arrays, one group per parametric module, into `model`."""
+    import torch
+
+    modules = torch_param_modules(model)
+    with torch.no_grad():
+        for module, arrays in zip(modules, groups, strict=True):
+            for target, array in zip(torch_tensors_live(module), arrays, strict=True):
+                target.copy_(torch.from_numpy(np.ascontiguousarray(array)))
 
 
 def randomize_torch(model, images: np.ndarray, seed: int = 0) -> None:
@@ -131,26 +146,13 @@ def port_torch_to_keras(graph, torch_model, keras_model) -> None:
 
 
 def port_keras_to_torch(graph, keras_model, torch_model) -> None:
-    import torch
-
     ops = param_ops(graph)
-    modules = torch_param_modules(torch_model)
     layers = keras_weighted_layers(keras_model)
-    assert len(ops) == len(modules) == len(layers)
-    with torch.no_grad():
-        for op, module, layer in zip(ops, modules, layers, strict=True):
-            arrays = keras_to_torch(op, keras_arrays(layer))
-            targets = torch_tensors_live(module)
-            for target, array in zip(targets, arrays, strict=True):
-                target.copy_(torch.from_numpy(np.ascontiguousarray(array)))
-
-
-def torch_tensors_live(module):
-    from torch import nn
-
-    if isinstance(module, nn.BatchNorm2d):
-        return [module.weight, module.bias, module.running_mean, module.running_var]
-    return [module.weight] + ([module.bias] if module.bias is not None else [])
+    groups = [
+        keras_to_torch(op, keras_arrays(layer))
+        for op, layer in zip(ops, layers, strict=True)
+    ]
+    load_torch_groups(torch_model, groups)
 
 
 def random_images(graph, seed: int = 0, pixels: bool = False) -> np.ndarray:

@@ -22,13 +22,13 @@ from helpers import (
     build,
     import_source,
     keras_weighted_layers,
+    load_torch_groups,
     random_images,
     randomize_torch,
     run_keras,
     run_torch,
     torch_param_modules,
     torch_tensors,
-    torch_tensors_live,
 )
 from mbcompile import cli, compiler
 from mbcompile.weights import fold_batch_norm, param_ops, torch_to_keras
@@ -62,12 +62,7 @@ def test_folded_models_compute_the_training_form(spec, overrides, tmp_path):
     per_op = [torch_tensors(m) for m in torch_param_modules(model)]
     ops = param_ops(folded_graph)
     folded = fold_batch_norm(param_ops(graph), ops, per_op)
-    with torch.no_grad():
-        for module, arrays in zip(
-            torch_param_modules(folded_torch), folded, strict=True
-        ):
-            for target, array in zip(torch_tensors_live(module), arrays, strict=True):
-                target.copy_(torch.from_numpy(np.ascontiguousarray(array)))
+    load_torch_groups(folded_torch, folded)
     for op, layer, arrays in zip(
         ops, keras_weighted_layers(folded_keras), folded, strict=True
     ):
