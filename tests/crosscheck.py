@@ -10,6 +10,7 @@ import numpy as np
 
 from helpers import (
     build,
+    expects_pixels,
     port_torch_to_keras,
     random_images,
     randomize_torch,
@@ -28,7 +29,7 @@ def outputs(spec, tmp_path, overrides=()):
 
     _, graph, torch_model = build(spec, "torch", tmp_path, overrides)
     _, _, keras_model = build(spec, "keras", tmp_path, overrides)
-    rescaled = graph.node(graph.order[1])["kind"] == "rescale"
+    rescaled = expects_pixels(graph)
     randomize_torch(torch_model, random_images(graph, seed=7, pixels=rescaled), seed=7)
     port_torch_to_keras(graph, torch_model, keras_model)
     images = random_images(graph, seed=1, pixels=rescaled)

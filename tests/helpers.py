@@ -155,6 +155,12 @@ def port_keras_to_torch(graph, keras_model, torch_model) -> None:
     load_torch_groups(torch_model, groups)
 
 
+def expects_pixels(graph) -> bool:
+    """Whether the network rescales its input (keras.applications' V3): it then
+    expects pixel values in [0, 255] rather than normalised images."""
+    return graph.node(graph.order[1])["kind"] == "rescale"
+
+
 def random_images(graph, seed: int = 0, pixels: bool = False) -> np.ndarray:
     """A batch of 2 NCHW float32 images (pixel range [0, 255] when `pixels`)."""
     c, h, w = graph.shape("input")

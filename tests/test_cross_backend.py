@@ -5,17 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import (
-    CANONICAL,
-    LOGIT_TOLERANCE,
-    SPECS,
-    build,
-    port_torch_to_keras,
-    random_images,
-    randomize_torch,
-    run_keras,
-    run_torch,
-)
+from crosscheck import outputs
+from helpers import CANONICAL, LOGIT_TOLERANCE, SPECS
 
 # widths 0.5 / 0.75 / 1.0 at 224 for every spec, plus other resolutions (one odd,
 # where TensorFlow-style and symmetric stride-2 padding differ) and the other
@@ -38,17 +29,8 @@ def test_backends_agree(
     overrides = [f"width_multiplier={width}", f"resolution={resolution}"]
     if conventions:
         overrides.append(f"conventions={conventions}")
-    spec = SPECS / f"{name}.yaml"
-    _, graph, torch_model = build(spec, "torch", tmp_path, overrides)
-    _, _, keras_model = build(spec, "keras", tmp_path, overrides)
-    rescaled = graph.node(graph.order[1])["kind"] == "rescale"
-    calibration = random_images(graph, seed=resolution, pixels=rescaled)
-    randomize_torch(torch_model, calibration, seed=resolution)
-    port_torch_to_keras(graph, torch_model, keras_model)
-
-    images = random_images(graph, seed=1, pixels=rescaled)
-    torch_logits = run_torch(torch_model, images)
-    keras_logits = run_keras(keras_model, images)
+    graph, got_torch, got_keras = outputs(SPECS / f"{name}.yaml", tmp_path, overrides)
+    torch_logits, keras_logits = got_torch["output"], got_keras["output"]
 
     assert torch_logits.shape == keras_logits.shape == (2, graph.shape(graph.output)[0])
     assert np.isfinite(torch_logits).all()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ast
 
 import pytest
-from crosscheck import outputs, worst_difference
 
+from crosscheck import outputs, worst_difference
 from helpers import LOGIT_TOLERANCE, ROOT, build, keras_weighted_layers
 from mbcompile import compiler
 

@@ -28,6 +28,7 @@ from helpers import (
     ROOT,
     SPECS,
     build,
+    expects_pixels,
     port_torch_to_keras,
     random_images,
     randomize_torch,
@@ -81,7 +82,7 @@ class Case:
     def _torch(self):
         _, graph, model = build(self.spec, "torch", self.workdir, self.overrides)
         # Models that rescale their input expect pixels in [0, 255].
-        pixels = graph.node(graph.order[1])["kind"] == "rescale"
+        pixels = expects_pixels(graph)
         randomize_torch(model, random_images(graph, seed=7, pixels=pixels), seed=7)
         return graph, model.eval(), pixels
 

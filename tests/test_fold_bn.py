@@ -20,6 +20,7 @@ from helpers import (
     SPECS,
     assert_ruff_clean,
     build,
+    expects_pixels,
     import_source,
     keras_weighted_layers,
     load_torch_groups,
@@ -43,7 +44,7 @@ CASES += [(ROOT / "examples" / "cifar10_v2.yaml", ())]
 
 def trained(spec, tmp_path, overrides=()):
     _, graph, model = build(spec, "torch", tmp_path, overrides)
-    rescaled = graph.node(graph.order[1])["kind"] == "rescale"
+    rescaled = expects_pixels(graph)
     randomize_torch(model, random_images(graph, seed=11, pixels=rescaled), seed=11)
     return graph, model, random_images(graph, seed=2, pixels=rescaled)
 

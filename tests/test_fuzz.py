@@ -30,6 +30,7 @@ from helpers import (
     CANONICAL,
     LOGIT_TOLERANCE,
     SPECS,
+    expects_pixels,
     import_source,
     port_torch_to_keras,
     random_images,
@@ -171,7 +172,7 @@ def test_random_valid_specs_compile_count_and_agree(data):
     assert keras_model.count_params() == (
         costs.trainable_params + costs.non_trainable_params
     )
-    rescaled = graph.node(graph.order[1])["kind"] == "rescale"
+    rescaled = expects_pixels(graph)
     randomize_torch(torch_model, random_images(graph, seed=3, pixels=rescaled))
     port_torch_to_keras(graph, torch_model, keras_model)
     images = random_images(graph, seed=4, pixels=rescaled)

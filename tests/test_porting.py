@@ -9,6 +9,7 @@ from helpers import (
     LOGIT_TOLERANCE,
     SPECS,
     build,
+    expects_pixels,
     keras_arrays,
     keras_weighted_layers,
     random_images,
@@ -38,7 +39,7 @@ def torch_state(path):
 def trained_torch(spec, tmp_path, overrides=()):
     """A generated PyTorch model with random weights and calibrated statistics."""
     _, graph, model = build(SPECS / f"{spec}.yaml", "torch", tmp_path, overrides)
-    rescaled = graph.node(graph.order[1])["kind"] == "rescale"
+    rescaled = expects_pixels(graph)
     randomize_torch(model, random_images(graph, seed=3, pixels=rescaled), seed=5)
     return graph, model, rescaled
 

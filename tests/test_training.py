@@ -31,6 +31,7 @@ import pytest
 from helpers import (
     SPECS,
     build,
+    expects_pixels,
     keras_arrays,
     keras_weighted_layers,
     port_torch_to_keras,
@@ -111,7 +112,7 @@ def test_one_sgd_step_agrees(name, conventions, tmp_path, worst_differences):
     _, graph, torch_model = build(spec, "torch", tmp_path, overrides)
     torch_model.double()
     keras_model = build_keras_float64(spec, tmp_path, overrides)
-    rescaled = graph.node(graph.order[1])["kind"] == "rescale"
+    rescaled = expects_pixels(graph)
     calibration = random_images(graph, seed=3, pixels=rescaled).astype(np.float64)
     randomize_torch(torch_model, calibration, seed=3)
     port_torch_to_keras(graph, torch_model, keras_model)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from crosscheck import outputs, worst_difference
 
+from crosscheck import outputs, worst_difference
 from helpers import LOGIT_TOLERANCE, SPECS, build
 from mbcompile import compiler
 from mbcompile.errors import SpecError
