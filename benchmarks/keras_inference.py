@@ -62,9 +62,9 @@ def models(spec: Path, workdir: Path):
 
     from mbcompile import compiler
 
-    loaded, graph = compiler.load_and_expand(spec, ["conventions=keras_applications"])
-    resolution = loaded.spec.resolution
-    ours = import_source(compiler.generate(loaded, graph, "keras"), workdir)
+    _, graph = compiler.load_and_expand(spec, ["conventions=keras_applications"])
+    resolution = graph.network.resolution
+    ours = import_source(compiler.generate(graph, "keras"), workdir)
     generated = ours.build_model()
     reference = keras.applications.MobileNetV2(
         input_shape=(resolution, resolution, 3),

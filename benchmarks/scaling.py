@@ -31,7 +31,7 @@ from _common import NOISE_NOTE, Stats, header, time_once, verdict
 
 TARGET_BLOCKS, TARGET_S = 5000, 3.0
 SLOW_S = 10.0  # a size whose first run takes longer is not repeated
-MAX_REPEATS_PER_ROW = 64  # mbcompile.spec.MAX_REPEATS
+MAX_REPEATS_PER_ROW = 64  # mbcompile.frontend.fields.MAX_REPEATS
 
 
 def synthetic_spec(blocks: int, channels: int = 16, resolution: int = 32) -> str:
@@ -62,20 +62,19 @@ def synthetic_spec(blocks: int, channels: int = 16, resolution: int = 32) -> str
 def compile_and_report(path: Path) -> dict[str, float]:
     """Phase times (s) of the work `mbcompile SPEC --report` does, minus writing."""
     from mbcompile import compiler
+    from mbcompile.analysis.report import table as format_table
 
     times = {}
     box = {}
 
     def load():
-        box["loaded"], box["graph"] = compiler.load_and_expand(path)
+        _, box["graph"] = compiler.load_and_expand(path)
 
     times["load+expand"] = time_once(load)
     for backend in ("torch", "keras"):
-        times[backend] = time_once(
-            lambda b=backend: compiler.generate(box["loaded"], box["graph"], b)
-        )
+        times[backend] = time_once(lambda b=backend: compiler.generate(box["graph"], b))
     times["report"] = time_once(
-        lambda: compiler.format_table(compiler.cost_report(box["loaded"], box["graph"]))
+        lambda: format_table(compiler.cost_report(box["graph"]))
     )
     times["total"] = sum(times.values())
     return times
@@ -91,16 +90,16 @@ def peak_memory(path: Path) -> int:
 
 
 def block_cap() -> int:
-    from mbcompile import spec
+    from mbcompile.frontend import load
 
-    return getattr(spec, "MAX_BLOCKS", sys.maxsize)
+    return getattr(load, "MAX_BLOCKS", sys.maxsize)
 
 
 def lift_block_cap(blocks: int) -> None:
-    from mbcompile import spec
+    from mbcompile.frontend import load
 
-    if hasattr(spec, "MAX_BLOCKS"):
-        spec.MAX_BLOCKS = max(spec.MAX_BLOCKS, blocks)
+    if hasattr(load, "MAX_BLOCKS"):
+        load.MAX_BLOCKS = max(load.MAX_BLOCKS, blocks)
 
 
 def main(argv=None) -> int:

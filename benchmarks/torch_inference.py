@@ -71,7 +71,7 @@ def fold_weights(spec: Path, trained, folded) -> None:
     from torch import nn
 
     from mbcompile import compiler
-    from mbcompile.weights import fold_batch_norm, param_ops
+    from mbcompile.backends.weights import fold_batch_norm, param_ops
 
     def parametric(model):
         kinds = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)

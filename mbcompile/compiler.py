@@ -11,18 +11,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .analysis.cost import Report, report
 from .backends import BACKENDS, generate
-from .blocks import build_graph
-from .cost import Report, format_table, report
 from .errors import SpecError
-from .ir import Graph
-from .spec import LoadedSpec, load
+from .frontend.load import LoadedSpec, load
+from .ir.expand import build_graph
+from .ir.graph import Graph
 
 __all__ = [
     "BACKENDS",
     "compile_spec",
     "cost_report",
-    "format_table",
     "generate",
     "load_and_expand",
     "write_output",
@@ -36,36 +35,34 @@ MAX_PARAMS = 2_000_000_000
 
 def load_and_expand(path: str | Path, overrides=()) -> tuple[LoadedSpec, Graph]:
     loaded = load(path, overrides)
-    graph = build_graph(loaded.spec, loaded.source)
+    graph = build_graph(loaded)
     check_budget(loaded, graph)
     return loaded, graph
 
 
 def check_budget(loaded: LoadedSpec, graph: Graph) -> None:
     """Reject networks over MAX_PARAMS, naming the spec field of the largest block."""
-    rep = cost_report(loaded, graph)
+    rep = cost_report(graph)
     total = rep.trainable_params + rep.non_trainable_params
     if total <= MAX_PARAMS:
         return
     biggest = max(rep.blocks, key=lambda b: b.params + b.bn_stats)
-    field = {"stem": ("stem",), "head": ("head", "conv"), "classifier": ("head",)}
-    loc = field.get(biggest.stage) or ("stages", graph.blocks[biggest.index].stage)
     raise loaded.error(
-        loc,
+        graph.blocks[biggest.index].origin,
         f"the network would have {total:,} parameters, over the limit of "
         f"{MAX_PARAMS:,}; its largest block ({biggest.params + biggest.bn_stats:,}) "
         f"comes from here (width_multiplier {loaded.spec.width_multiplier})",
     )
 
 
-def cost_report(loaded: LoadedSpec, graph: Graph) -> Report:
-    return report(graph, loaded.spec.name, loaded.spec.resolution)
+def cost_report(graph: Graph) -> Report:
+    return report(graph)
 
 
 def compile_spec(path: str | Path, backend: str, overrides=()) -> str:
     """Source text for one backend (the library equivalent of the CLI)."""
-    loaded, graph = load_and_expand(path, overrides)
-    return generate(loaded, graph, backend)
+    _, graph = load_and_expand(path, overrides)
+    return generate(graph, backend)
 
 
 def default_output(spec_path: str | Path, backend: str, folded: bool = False) -> Path:

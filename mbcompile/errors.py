@@ -6,6 +6,9 @@ Anything else escaping the compiler is an internal error (exit code 1).
 
 from __future__ import annotations
 
+# Exit codes of the command line: success, a bug in mbcompile, bad input.
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
 
 class SpecError(Exception):
     """Bad input, located as precisely as we can: `file:line: field.path: message`."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from . import compiler, report
+from . import compiler
+from .analysis import report
 
 
 def expected_outputs(root: Path) -> dict[Path, str]:
@@ -20,12 +21,12 @@ def expected_outputs(root: Path) -> dict[Path, str]:
     specs = [(s, s.stem) for s in sorted((root / "specs").glob("*.yaml"))]
     specs += [(s, f"examples/{s.stem}") for s in sorted(root.glob("examples/*.yaml"))]
     for spec, stem in specs:
-        loaded, graph = compiler.load_and_expand(spec.relative_to(root).as_posix())
+        _, graph = compiler.load_and_expand(spec.relative_to(root).as_posix())
         for backend in compiler.BACKENDS:
             target = root / "generated" / backend / f"{stem}.py"
-            outputs[target] = compiler.generate(loaded, graph, backend)
+            outputs[target] = compiler.generate(graph, backend)
         report_path = root / "generated" / "reports" / f"{stem}.md"
-        outputs[report_path] = report.markdown(loaded, graph)
+        outputs[report_path] = report.markdown(graph)
     return outputs
 
 

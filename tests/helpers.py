@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mbcompile import compiler
-from mbcompile.weights import keras_to_torch, param_ops, torch_to_keras
+from mbcompile.backends.weights import keras_to_torch, param_ops, torch_to_keras
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -42,7 +42,7 @@ def import_source(text: str, tmp_path: Path, stem: str = "generated_model"):
 def build(spec_path, backend: str, tmp_path: Path, overrides=()):
     """(graph, model) for a spec and backend, from freshly generated source."""
     loaded, graph = compiler.load_and_expand(spec_path, overrides)
-    module = import_source(compiler.generate(loaded, graph, backend), tmp_path, backend)
+    module = import_source(compiler.generate(graph, backend), tmp_path, backend)
     return loaded, graph, module.build_model()
 
 

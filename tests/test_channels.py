@@ -2,7 +2,7 @@
 
 import pytest
 
-from mbcompile.channels import expand_ratio, make_divisible, scale_width
+from mbcompile.ir.channels import expand_ratio, make_divisible, scale_width
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 from helpers import SPECS
 from mbcompile import compiler
 from mbcompile.cli import main
-from mbcompile.compare import columns, parse_column, split_overrides
+from mbcompile.cli.compare import columns, parse_column, split_overrides
 from mbcompile.errors import SpecError
 
 V2 = str(SPECS / "v2.yaml")
@@ -39,10 +39,10 @@ def test_columns_are_specs_then_variants_with_common_sets():
         "v2@resolution=192",
         "v2@resolution=192,width_multiplier=0.5",
     ]
-    loaded, graph = compiler.load_and_expand(
+    _, graph = compiler.load_and_expand(
         V2, ["num_classes=10", "resolution=192", "width_multiplier=0.5"]
     )
-    assert cols[3].report.macs == compiler.cost_report(loaded, graph).macs
+    assert cols[3].report.macs == compiler.cost_report(graph).macs
 
 
 def test_json_rows_hold_every_columns_totals_and_stage_sums(capsys):

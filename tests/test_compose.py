@@ -9,7 +9,7 @@ import pytest
 from helpers import ROOT, SPECS
 from mbcompile.cli import main
 from mbcompile.errors import SpecError
-from mbcompile.spec import load
+from mbcompile.frontend.load import load
 
 
 def write(path, text: str):

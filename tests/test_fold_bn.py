@@ -1,7 +1,7 @@
 """Inference form: batch norm folded into the convolutions (`--fold-bn`).
 
 Trained (random, calibrated) weights of the training form are folded with
-mbcompile.weights.fold_batch_norm or `mbcompile weights --fold-bn`; the folded
+mbcompile.backends.weights.fold_batch_norm or `mbcompile weights --fold-bn`; the folded
 network must compute what the training form computes in eval mode.
 """
 
@@ -32,7 +32,7 @@ from helpers import (
     torch_tensors,
 )
 from mbcompile import cli, compiler
-from mbcompile.weights import fold_batch_norm, param_ops, torch_to_keras
+from mbcompile.backends.weights import fold_batch_norm, param_ops, torch_to_keras
 
 FOLD = "fold_batch_norm=true"
 CASES = [(SPECS / f"{name}.yaml", ()) for name in CANONICAL]
@@ -78,10 +78,10 @@ def test_folded_models_compute_the_training_form(spec, overrides, tmp_path):
 
 
 def test_folded_costs():
-    loaded, graph = compiler.load_and_expand(SPECS / "v2.yaml")
+    _, graph = compiler.load_and_expand(SPECS / "v2.yaml")
     _, folded_graph = compiler.load_and_expand(SPECS / "v2.yaml", [FOLD])
-    rep = compiler.cost_report(loaded, graph)
-    folded = compiler.cost_report(loaded, folded_graph)
+    rep = compiler.cost_report(graph)
+    folded = compiler.cost_report(folded_graph)
     bn_channels = rep.non_trainable_params // 2  # mean and variance per channel
     # gamma and beta go, one bias per channel comes: trainable - 2C + C.
     assert folded.trainable_params == rep.trainable_params - bn_channels

@@ -138,14 +138,12 @@ def test_torch_bneck_without_expand_conv(tmp_path):
         "stages": [{"c": 8, "s": 1, "k": 3, "act": "relu", "exp": 8, "se": False}],
         "head": {"dropout": 0.0},
     }
-    loaded, graph = compiler.load_and_expand(write_spec(tmp_path, data))
+    _, graph = compiler.load_and_expand(write_spec(tmp_path, data))
     block = graph.blocks[1]
-    assert not block.params["expand"]
-    assert block.params["exp_c"] == block.params["in_c"]
-    model = import_source(
-        compiler.generate(loaded, graph, "torch"), tmp_path
-    ).build_model()
-    trainable = compiler.cost_report(loaded, graph).trainable_params
+    assert not block.params.expand
+    assert block.params.exp_c == block.params.in_c
+    model = import_source(compiler.generate(graph, "torch"), tmp_path).build_model()
+    trainable = compiler.cost_report(graph).trainable_params
     assert sum(p.numel() for p in model.parameters()) == trainable
 
 
@@ -159,11 +157,11 @@ def test_random_valid_specs_compile_count_and_agree(data):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         path = write_spec(tmp, data)
-        loaded, graph = compiler.load_and_expand(path)
-        costs = compiler.cost_report(loaded, graph)
+        _, graph = compiler.load_and_expand(path)
+        costs = compiler.cost_report(graph)
         models = {
             backend: import_source(
-                compiler.generate(loaded, graph, backend), tmp, backend
+                compiler.generate(graph, backend), tmp, backend
             ).build_model()
             for backend in ("torch", "keras")
         }

@@ -43,7 +43,7 @@ def test_generated_imports_only_its_framework(backend, name):
 @pytest.mark.parametrize("backend", ["keras", "torch"])
 def test_header_names_spec_hash_and_version(backend):
     from mbcompile import __version__
-    from mbcompile.spec import load
+    from mbcompile.frontend.load import load
 
     text = (ROOT / "generated" / backend / "v2.py").read_text()
     first, second = text.splitlines()[:2]

@@ -15,7 +15,7 @@ import yaml
 
 from helpers import SPECS
 from mbcompile import cli, compiler
-from mbcompile.yamlsource import MAX_BYTES
+from mbcompile.frontend.yamlsource import MAX_BYTES
 
 V2_TEXT = (SPECS / "v2.yaml").read_text()
 # `mbcompile: error: file[:line]: message`

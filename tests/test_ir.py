@@ -8,8 +8,8 @@ import pytest
 
 from helpers import SPECS
 from mbcompile import compiler
-from mbcompile.blocks.common import padding
-from mbcompile.ir import Graph, IRError, infer_shape
+from mbcompile.ir.blocks.base import padding
+from mbcompile.ir.graph import Graph, IRError, infer_shape
 
 CONV = {
     "kernel": 3,

@@ -179,7 +179,7 @@ def test_torch_reproduces_keras_applications(
     name, alpha, resolution, tmp_path, worst_differences
 ):
     """PyTorch compiled with keras_applications conventions, given a keras.applications
-    model's weights (ported by position with mbcompile.weights), computes its logits."""
+    model's weights (ported by position with mbcompile.backends.weights), computes its logits."""
     reference = reference_model(name, alpha, resolution)
     randomize_keras(reference, images(name, resolution, seed=7), seed=resolution)
     overrides = [
@@ -218,5 +218,5 @@ def test_fields_override_the_profile():
     assert {f: getattr(plain, f) for f in vars(plain) if f != "width_rounding"} == {
         f: getattr(truncated, f) for f in vars(truncated) if f != "width_rounding"
     }
-    assert plain_graph.blocks[0].params["out_c"] == 16
-    assert truncated_graph.blocks[0].params["out_c"] == 8
+    assert plain_graph.blocks[0].params.out_c == 16
+    assert truncated_graph.blocks[0].params.out_c == 8

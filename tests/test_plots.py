@@ -10,16 +10,16 @@ import xml.dom.minidom
 
 from helpers import ROOT, SPECS
 from mbcompile import compiler
+from mbcompile.analysis.diagram import dot, mermaid
 from mbcompile.cli import main
-from mbcompile.diagram import dot, mermaid
 
 V2 = str(SPECS / "v2.yaml")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def v2_graph_and_report():
-    loaded, graph = compiler.load_and_expand(V2)
-    return graph, compiler.cost_report(loaded, graph)
+    _, graph = compiler.load_and_expand(V2)
+    return graph, compiler.cost_report(graph)
 
 
 def test_plot_writes_png_and_svg(tmp_path):

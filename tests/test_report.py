@@ -12,9 +12,9 @@ import pytest
 
 from helpers import ROOT, SPECS
 from mbcompile import compiler
+from mbcompile.analysis.report import markdown, render
 from mbcompile.cli import main
 from mbcompile.regenerate import expected_outputs
-from mbcompile.report import markdown, render
 
 # MobileNet V2 at 224 (tests/reference/README.md): trainable, BN statistics, MACs.
 V2 = (3_504_872, 34_112, 300_774_272)
@@ -25,7 +25,7 @@ def v2():
 
 
 def test_json_has_totals_blocks_layers_and_bytes():
-    data = json.loads(render(*v2(), "json"))
+    data = json.loads(render(v2()[1], "json"))
     assert (data["trainable_params"], data["non_trainable_params"], data["macs"]) == V2
     assert sum(b["macs"] for b in data["blocks"]) == data["macs"]
     assert sum(n["macs"] for n in data["layers"]) == data["macs"]
@@ -39,7 +39,7 @@ def test_json_has_totals_blocks_layers_and_bytes():
 
 
 def test_csv_has_one_row_per_block_and_a_total():
-    rows = list(csv.DictReader(io.StringIO(render(*v2(), "csv"))))
+    rows = list(csv.DictReader(io.StringIO(render(v2()[1], "csv"))))
     blocks, total = rows[:-1], rows[-1]
     assert len(blocks) == 20  # stem + 17 bottlenecks + head conv + classifier
     assert total["name"] == "total"
@@ -48,7 +48,7 @@ def test_csv_has_one_row_per_block_and_a_total():
 
 
 def test_table_lists_every_block_and_the_totals():
-    text = render(*v2(), "table", explain=True)
+    text = render(v2()[1], "table", explain=True)
     assert "features.17" in text and "classifier" in text
     assert f"{V2[2]:,}" in text
     assert "314,193,216" in text  # fvcore's figure for V2, from the reference README
@@ -56,8 +56,8 @@ def test_table_lists_every_block_and_the_totals():
 
 
 def test_markdown_is_deterministic_and_renders_tables_and_a_diagram():
-    text = markdown(*v2())
-    assert text == markdown(*v2())
+    text = markdown(v2()[1])
+    assert text == markdown(v2()[1])
     assert "| trainable parameters | 3,504,872 |" in text
     assert "```mermaid\nflowchart TD" in text
     assert text.endswith("```\n")

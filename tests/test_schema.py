@@ -9,9 +9,10 @@ import sys
 import pytest
 
 from helpers import ROOT
-from mbcompile import schema
-from mbcompile.spec import _ROW_MODELS, BLOCK_TYPES, Spec
-from mbcompile.yamlsource import parse
+from mbcompile.frontend import schema
+from mbcompile.frontend.model import Spec
+from mbcompile.frontend.yamlsource import parse
+from mbcompile.ir.blocks import ROW_MODELS, ROW_TYPES
 
 SHIPPED = sorted(
     [*(ROOT / "specs").glob("*.yaml"), *(ROOT / "examples").glob("*.yaml")]
@@ -104,8 +105,8 @@ def test_schema_flags_typos_and_knows_every_key():
     assert any("unknown key 'widht_multiplier'" in e for e in errors)
     assert any("unknown key 'kk'" in e for e in errors)
     assert set(Spec.model_fields) | {"extends", "all_rows"} == set(built["properties"])
-    row_defs = {m.__name__ for m in _ROW_MODELS.values()}
-    assert len(row_defs) == len(BLOCK_TYPES)
+    row_defs = {m.__name__ for m in ROW_MODELS.values()}
+    assert len(row_defs) == len(ROW_TYPES)
     all_rows = built["properties"]["all_rows"]["properties"]
     for name in row_defs:
         assert set(built["$defs"][name]["properties"]) - {"block"} <= set(all_rows)

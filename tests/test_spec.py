@@ -9,7 +9,7 @@ import pytest
 
 from helpers import CANONICAL, SPECS
 from mbcompile.errors import SpecError
-from mbcompile.spec import MAX_BLOCKS, load
+from mbcompile.frontend.load import MAX_BLOCKS, load
 
 V2 = (SPECS / "v2.yaml").read_text()
 V3 = (SPECS / "v3_small.yaml").read_text()

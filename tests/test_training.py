@@ -40,7 +40,7 @@ from helpers import (
     torch_param_modules,
     torch_tensors,
 )
-from mbcompile.weights import param_ops, torch_to_keras
+from mbcompile.backends.weights import param_ops, torch_to_keras
 
 TOLERANCE = 1e-4  # the one cross-framework tolerance, applied to weights here
 LEARNING_RATE = 0.1

@@ -10,9 +10,9 @@ import pytest
 from crosscheck import outputs, worst_difference
 from helpers import LOGIT_TOLERANCE, SPECS, build
 from mbcompile import compiler
+from mbcompile.backends.weights import param_ops
 from mbcompile.errors import SpecError
-from mbcompile.spec import load
-from mbcompile.weights import param_ops
+from mbcompile.frontend.load import load
 
 # Every row option on every row type that has it, at a small resolution.
 ALL_OPTIONS = """
@@ -76,16 +76,13 @@ def test_row_options_reach_the_ir(all_options):
         "conv", "bn", "act", "conv", "bn"
     ]  # fmt: skip
     assert graph.node(fused.nodes[0])["attrs"]["kernel"] == 5
-    assert (
-        by_stage[4][0].params["residual"] is False
-        and by_stage[4][0].params["exp_c"] == 64
-    )
+    assert by_stage[4][0].params.residual is False and by_stage[4][0].params.exp_c == 64
     se_block = by_stage[6][0]
-    assert se_block.params["se_c"] == 48  # 96 * 0.5, divisible by 8
-    assert by_stage[6][0].params["residual"] is False
-    assert by_stage[8][0].params["se_c"] == 16  # 120 * 0.125 = 15 -> 16
-    assert by_stage[9][0].params["residual"] is False
-    assert [b.params["dilation"] for b in by_stage[7]] == [2, 2]
+    assert se_block.params.se.squeeze_c == 48  # 96 * 0.5, divisible by 8
+    assert by_stage[6][0].params.residual is False
+    assert by_stage[8][0].params.se.squeeze_c == 16  # 120 * 0.125 = 15 -> 16
+    assert by_stage[9][0].params.residual is False
+    assert [b.params.dw.dilation for b in by_stage[7]] == [2, 2]
 
 
 def test_output_stride_dilates_like_torchvision(tmp_path, worst_differences):
@@ -95,10 +92,10 @@ def test_output_stride_dilates_like_torchvision(tmp_path, worst_differences):
     _, plain = compiler.load_and_expand(SPECS / "v3_large.yaml")
     _, graph = compiler.load_and_expand(SPECS / "v3_large.yaml", overrides)
     rows = [b for b in graph.blocks if b.stage is not None]
-    assert [(b.params["stride"], b.params["dilation"]) for b in rows[-3:]] == [
+    assert [(b.params.dw.stride, b.params.dw.dilation) for b in rows[-3:]] == [
         (1, 2)
     ] * 3
-    assert all(b.params["dilation"] == 1 for b in rows[:-3])
+    assert all(b.params.dw.dilation == 1 for b in rows[:-3])
     depthwise = graph.node(f"features.{rows[-3].index}.dw.conv")["attrs"]
     assert depthwise["padding"] == (4, 4)  # (k - 1) // 2 * dilation for k = 5
     assert rows[-1].out_shape == (160, 14, 14)  # 224 / 16
@@ -168,11 +165,11 @@ def test_minimalistic_matches_keras_applications(size):
     reference = factory(minimalistic=True, weights=None)
     trainable = sum(int(w.numpy().size) for w in reference.trainable_weights)
     frozen = sum(int(w.numpy().size) for w in reference.non_trainable_weights)
-    loaded, graph = compiler.load_and_expand(
+    _, graph = compiler.load_and_expand(
         SPECS / f"v3_{size.lower()}_minimalistic.yaml",
         ["conventions=keras_applications"],
     )
-    rep = compiler.cost_report(loaded, graph)
+    rep = compiler.cost_report(graph)
     assert (rep.trainable_params, rep.non_trainable_params) == (trainable, frozen)
 
 

@@ -43,11 +43,11 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=
 def depthwise_separable(
     x,
     filters: int,
+    kernel: int,
     stride: int,
+    act: str,
+    *,
     block_id: int,
-    kernel=3,
-    act="relu6",
-    multiplier=1,
     pad=None,
 ):
     """MobileNet V1 layer: depthwise conv-bn-act, then pointwise 1x1 conv-bn-act."""
@@ -56,7 +56,6 @@ def depthwise_separable(
         kernel,
         stride,
         padding,
-        depth_multiplier=multiplier,
         use_bias=False,
         name=f"conv_dw_{block_id}",
     )(x)
@@ -71,22 +70,25 @@ def build_model() -> keras.Model:
     """A freshly initialised mobilenet_v1 that returns logits."""
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
-    x = conv_bn_act(
-        x, 32, 3, 2, "relu6", ("conv1", "conv1_bn"), pad=((0, 1), (0, 1))
-    )  # 112x112x32
-    x = depthwise_separable(x, 64, 1, 1)  # 112x112x64
-    x = depthwise_separable(x, 128, 2, 2, pad=((0, 1), (0, 1)))  # 56x56x128
-    x = depthwise_separable(x, 128, 1, 3)  # 56x56x128
-    x = depthwise_separable(x, 256, 2, 4, pad=((0, 1), (0, 1)))  # 28x28x256
-    x = depthwise_separable(x, 256, 1, 5)  # 28x28x256
-    x = depthwise_separable(x, 512, 2, 6, pad=((0, 1), (0, 1)))  # 14x14x512
-    x = depthwise_separable(x, 512, 1, 7)  # 14x14x512
-    x = depthwise_separable(x, 512, 1, 8)  # 14x14x512
-    x = depthwise_separable(x, 512, 1, 9)  # 14x14x512
-    x = depthwise_separable(x, 512, 1, 10)  # 14x14x512
-    x = depthwise_separable(x, 512, 1, 11)  # 14x14x512
-    x = depthwise_separable(x, 1024, 2, 12, pad=((0, 1), (0, 1)))  # 7x7x1024
-    x = depthwise_separable(x, 1024, 1, 13)  # 7x7x1024
+    # One block per line, as the paper's table (unwrapped, hence fmt: off).
+    # conv_bn_act(x, filters, kernel, stride, act, names=(conv, bn))
+    # depthwise_separable(x, filters, kernel, stride, act, block_id=)
+    # fmt: off
+    x = conv_bn_act(x, 32, 3, 2, "relu6", names=("conv1", "conv1_bn"), pad=((0, 1), (0, 1)))  # 112x112x32
+    x = depthwise_separable(x, 64, 3, 1, "relu6", block_id=1)  # 112x112x64
+    x = depthwise_separable(x, 128, 3, 2, "relu6", block_id=2, pad=((0, 1), (0, 1)))  # 56x56x128
+    x = depthwise_separable(x, 128, 3, 1, "relu6", block_id=3)  # 56x56x128
+    x = depthwise_separable(x, 256, 3, 2, "relu6", block_id=4, pad=((0, 1), (0, 1)))  # 28x28x256
+    x = depthwise_separable(x, 256, 3, 1, "relu6", block_id=5)  # 28x28x256
+    x = depthwise_separable(x, 512, 3, 2, "relu6", block_id=6, pad=((0, 1), (0, 1)))  # 14x14x512
+    x = depthwise_separable(x, 512, 3, 1, "relu6", block_id=7)  # 14x14x512
+    x = depthwise_separable(x, 512, 3, 1, "relu6", block_id=8)  # 14x14x512
+    x = depthwise_separable(x, 512, 3, 1, "relu6", block_id=9)  # 14x14x512
+    x = depthwise_separable(x, 512, 3, 1, "relu6", block_id=10)  # 14x14x512
+    x = depthwise_separable(x, 512, 3, 1, "relu6", block_id=11)  # 14x14x512
+    x = depthwise_separable(x, 1024, 3, 2, "relu6", block_id=12, pad=((0, 1), (0, 1)))  # 7x7x1024
+    x = depthwise_separable(x, 1024, 3, 1, "relu6", block_id=13)  # 7x7x1024
+    # fmt: on
     # The classifier as 1x1 convolutions on the pooled 1x1 map, as keras.applications.
     x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
     x = layers.Dropout(0.001, name="dropout")(x)

@@ -40,25 +40,23 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=
     return ACTIVATIONS[act](f"{name}_{act}")(x)
 
 
-def bneck(
+def inverted_residual(
     x,
-    kernel: int,
-    expanded: int,
     filters: int,
-    se_c: int,
-    act: str,
+    kernel: int,
     stride: int,
+    act: str,
+    *,
     block_id: int,
-    expand=None,
+    expanded=None,
+    residual=False,
     pad=None,
 ):
-    """MobileNetV3 bottleneck: [1x1 expand] -> depthwise -> [SE] -> 1x1 project [+ x]."""
+    """Inverted residual (MobileNetV2/V3): [1x1 expand] -> depthwise -> 1x1
+    linear projection [+ input]."""
     prefix = f"expanded_conv_{block_id}_" if block_id else "expanded_conv_"
-    in_channels = x.shape[-1]
     shortcut = x
-    if expand is None:  # expand only when the width changes
-        expand = expanded != in_channels
-    if expand:
+    if expanded is not None:
         x = layers.Conv2D(expanded, 1, use_bias=False, name=prefix + "expand")(x)
         x = batch_norm(prefix + "expand_bn")(x)
         x = ACTIVATIONS[act](prefix + "expand_" + act)(x)
@@ -70,7 +68,7 @@ def bneck(
     x = ACTIVATIONS[act](prefix + "depthwise_" + act)(x)
     x = layers.Conv2D(filters, 1, use_bias=False, name=prefix + "project")(x)
     x = batch_norm(prefix + "project_bn")(x)
-    if stride == 1 and in_channels == filters:
+    if residual:
         x = layers.Add(name=prefix + "add")([shortcut, x])
     return x
 
@@ -79,25 +77,28 @@ def build_model() -> keras.Model:
     """A freshly initialised mobilenet_v3_large_minimalistic that returns logits."""
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
-    x = conv_bn_act(
-        x, 16, 3, 2, "relu", ("conv", "conv_bn"), pad=((1, 1), (1, 1))
-    )  # 112x112x16
-    x = bneck(x, 3, 16, 16, 0, "relu", 1, 0)  # 112x112x16
-    x = bneck(x, 3, 64, 24, 0, "relu", 2, 1, pad=((1, 1), (1, 1)))  # 56x56x24
-    x = bneck(x, 3, 72, 24, 0, "relu", 1, 2)  # 56x56x24
-    x = bneck(x, 3, 72, 40, 0, "relu", 2, 3, pad=((1, 1), (1, 1)))  # 28x28x40
-    x = bneck(x, 3, 120, 40, 0, "relu", 1, 4)  # 28x28x40
-    x = bneck(x, 3, 120, 40, 0, "relu", 1, 5)  # 28x28x40
-    x = bneck(x, 3, 240, 80, 0, "relu", 2, 6, pad=((1, 1), (1, 1)))  # 14x14x80
-    x = bneck(x, 3, 200, 80, 0, "relu", 1, 7)  # 14x14x80
-    x = bneck(x, 3, 184, 80, 0, "relu", 1, 8)  # 14x14x80
-    x = bneck(x, 3, 184, 80, 0, "relu", 1, 9)  # 14x14x80
-    x = bneck(x, 3, 480, 112, 0, "relu", 1, 10)  # 14x14x112
-    x = bneck(x, 3, 672, 112, 0, "relu", 1, 11)  # 14x14x112
-    x = bneck(x, 3, 672, 160, 0, "relu", 2, 12, pad=((1, 1), (1, 1)))  # 7x7x160
-    x = bneck(x, 3, 960, 160, 0, "relu", 1, 13)  # 7x7x160
-    x = bneck(x, 3, 960, 160, 0, "relu", 1, 14)  # 7x7x160
-    x = conv_bn_act(x, 960, 1, 1, "relu", ("conv_1", "conv_1_bn"))  # 7x7x960
+    # One block per line, as the paper's table (unwrapped, hence fmt: off).
+    # conv_bn_act(x, filters, kernel, stride, act, names=(conv, bn))
+    # inverted_residual(x, filters, kernel, stride, act, block_id=, expanded=, residual=)
+    # fmt: off
+    x = conv_bn_act(x, 16, 3, 2, "relu", names=("conv", "conv_bn"), pad=((1, 1), (1, 1)))  # 112x112x16
+    x = inverted_residual(x, 16, 3, 1, "relu", block_id=0, residual=True)  # 112x112x16
+    x = inverted_residual(x, 24, 3, 2, "relu", block_id=1, expanded=64, pad=((1, 1), (1, 1)))  # 56x56x24
+    x = inverted_residual(x, 24, 3, 1, "relu", block_id=2, expanded=72, residual=True)  # 56x56x24
+    x = inverted_residual(x, 40, 3, 2, "relu", block_id=3, expanded=72, pad=((1, 1), (1, 1)))  # 28x28x40
+    x = inverted_residual(x, 40, 3, 1, "relu", block_id=4, expanded=120, residual=True)  # 28x28x40
+    x = inverted_residual(x, 40, 3, 1, "relu", block_id=5, expanded=120, residual=True)  # 28x28x40
+    x = inverted_residual(x, 80, 3, 2, "relu", block_id=6, expanded=240, pad=((1, 1), (1, 1)))  # 14x14x80
+    x = inverted_residual(x, 80, 3, 1, "relu", block_id=7, expanded=200, residual=True)  # 14x14x80
+    x = inverted_residual(x, 80, 3, 1, "relu", block_id=8, expanded=184, residual=True)  # 14x14x80
+    x = inverted_residual(x, 80, 3, 1, "relu", block_id=9, expanded=184, residual=True)  # 14x14x80
+    x = inverted_residual(x, 112, 3, 1, "relu", block_id=10, expanded=480)  # 14x14x112
+    x = inverted_residual(x, 112, 3, 1, "relu", block_id=11, expanded=672, residual=True)  # 14x14x112
+    x = inverted_residual(x, 160, 3, 2, "relu", block_id=12, expanded=672, pad=((1, 1), (1, 1)))  # 7x7x160
+    x = inverted_residual(x, 160, 3, 1, "relu", block_id=13, expanded=960, residual=True)  # 7x7x160
+    x = inverted_residual(x, 160, 3, 1, "relu", block_id=14, expanded=960, residual=True)  # 7x7x160
+    x = conv_bn_act(x, 960, 1, 1, "relu", names=("conv_1", "conv_1_bn"))  # 7x7x960
+    # fmt: on
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dense(1280, name="conv_2")(x)
     x = ACTIVATIONS["relu"]("conv_2_relu")(x)

@@ -53,38 +53,41 @@ class DepthwiseSeparable(nn.Sequential):
         self,
         in_c: int,
         out_c: int,
-        stride: int = 1,
-        kernel: int = 3,
-        act: str = "relu6",
-        multiplier: int = 1,
+        kernel: int,
+        stride: int,
+        act: str,
         pad: tuple[int, int, int, int] | None = None,
     ) -> None:
-        mid_c = in_c * multiplier
         super().__init__(
-            ConvBNAct(in_c, mid_c, kernel, stride, act, groups=in_c, pad=pad),
-            ConvBNAct(mid_c, out_c, 1, 1, act),
+            ConvBNAct(in_c, in_c, kernel, stride, act, groups=in_c, pad=pad),
+            ConvBNAct(in_c, out_c, 1, 1, act),
         )
 
 
 class MobilenetV1(nn.Module):
     def __init__(self) -> None:
         super().__init__()
+        # One block per line, as the paper's table (unwrapped, hence fmt: off).
+        # ConvBNAct(in, out, kernel, stride, act)
+        # DepthwiseSeparable(in, out, kernel, stride, act)
+        # fmt: off
         self.features = nn.Sequential(
             ConvBNAct(3, 32, 3, 2, "relu6", pad=(0, 1, 0, 1)),  # 32x112x112
-            DepthwiseSeparable(32, 64, 1),  # 64x112x112
-            DepthwiseSeparable(64, 128, 2, pad=(0, 1, 0, 1)),  # 128x56x56
-            DepthwiseSeparable(128, 128, 1),  # 128x56x56
-            DepthwiseSeparable(128, 256, 2, pad=(0, 1, 0, 1)),  # 256x28x28
-            DepthwiseSeparable(256, 256, 1),  # 256x28x28
-            DepthwiseSeparable(256, 512, 2, pad=(0, 1, 0, 1)),  # 512x14x14
-            DepthwiseSeparable(512, 512, 1),  # 512x14x14
-            DepthwiseSeparable(512, 512, 1),  # 512x14x14
-            DepthwiseSeparable(512, 512, 1),  # 512x14x14
-            DepthwiseSeparable(512, 512, 1),  # 512x14x14
-            DepthwiseSeparable(512, 512, 1),  # 512x14x14
-            DepthwiseSeparable(512, 1024, 2, pad=(0, 1, 0, 1)),  # 1024x7x7
-            DepthwiseSeparable(1024, 1024, 1),  # 1024x7x7
+            DepthwiseSeparable(32, 64, 3, 1, "relu6"),  # 64x112x112
+            DepthwiseSeparable(64, 128, 3, 2, "relu6", pad=(0, 1, 0, 1)),  # 128x56x56
+            DepthwiseSeparable(128, 128, 3, 1, "relu6"),  # 128x56x56
+            DepthwiseSeparable(128, 256, 3, 2, "relu6", pad=(0, 1, 0, 1)),  # 256x28x28
+            DepthwiseSeparable(256, 256, 3, 1, "relu6"),  # 256x28x28
+            DepthwiseSeparable(256, 512, 3, 2, "relu6", pad=(0, 1, 0, 1)),  # 512x14x14
+            DepthwiseSeparable(512, 512, 3, 1, "relu6"),  # 512x14x14
+            DepthwiseSeparable(512, 512, 3, 1, "relu6"),  # 512x14x14
+            DepthwiseSeparable(512, 512, 3, 1, "relu6"),  # 512x14x14
+            DepthwiseSeparable(512, 512, 3, 1, "relu6"),  # 512x14x14
+            DepthwiseSeparable(512, 512, 3, 1, "relu6"),  # 512x14x14
+            DepthwiseSeparable(512, 1024, 3, 2, "relu6", pad=(0, 1, 0, 1)),  # 1024x7x7
+            DepthwiseSeparable(1024, 1024, 3, 1, "relu6"),  # 1024x7x7
         )
+        # fmt: on
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
             nn.Dropout(0.001),

@@ -41,31 +41,32 @@ class ConvBNAct(nn.Sequential):
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block: [1x1 expand] -> depthwise -> 1x1 linear project [+ input]."""
+    """Inverted residual (MobileNetV2/V3): [1x1 expand] -> depthwise -> 1x1
+    linear projection [+ input]."""
 
     def __init__(
         self,
         in_c: int,
-        exp_c: int,
         out_c: int,
+        kernel: int,
         stride: int,
-        kernel: int = 3,
-        act: str = "relu6",
-        expand: bool | None = None,
+        act: str,
+        expanded: int | None = None,
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        mid_c = in_c if expanded is None else expanded  # the depthwise conv's width
         layers: list[nn.Module] = []
-        if expand is None:  # torchvision: expand only when the width changes
-            expand = exp_c != in_c
-        if expand:
-            layers.append(ConvBNAct(in_c, exp_c, 1, 1, act))
+        if expanded is not None:
+            layers.append(ConvBNAct(in_c, mid_c, 1, 1, act))
+        depthwise = ConvBNAct(mid_c, mid_c, kernel, stride, act, groups=mid_c)
+        layers.append(depthwise)
         layers += [
-            ConvBNAct(exp_c, exp_c, kernel, stride, act, groups=exp_c),
-            nn.Conv2d(exp_c, out_c, 1, bias=False),
+            nn.Conv2d(mid_c, out_c, 1, bias=False),
             nn.BatchNorm2d(out_c, eps=BN_EPS, momentum=BN_MOMENTUM),
         ]
         self.conv = nn.Sequential(*layers)
-        self.use_res_connect = stride == 1 and in_c == out_c
+        self.use_res_connect = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_res_connect:
@@ -76,27 +77,32 @@ class InvertedResidual(nn.Module):
 class MobilenetV2(nn.Module):
     def __init__(self) -> None:
         super().__init__()
+        # One block per line, as the paper's table (unwrapped, hence fmt: off).
+        # ConvBNAct(in, out, kernel, stride, act)
+        # InvertedResidual(in, out, kernel, stride, act, expanded=, residual=)
+        # fmt: off
         self.features = nn.Sequential(
             ConvBNAct(3, 32, 3, 2, "relu6"),  # 32x112x112
-            InvertedResidual(32, 32, 16, 1),  # 16x112x112
-            InvertedResidual(16, 96, 24, 2),  # 24x56x56
-            InvertedResidual(24, 144, 24, 1),  # 24x56x56
-            InvertedResidual(24, 144, 32, 2),  # 32x28x28
-            InvertedResidual(32, 192, 32, 1),  # 32x28x28
-            InvertedResidual(32, 192, 32, 1),  # 32x28x28
-            InvertedResidual(32, 192, 64, 2),  # 64x14x14
-            InvertedResidual(64, 384, 64, 1),  # 64x14x14
-            InvertedResidual(64, 384, 64, 1),  # 64x14x14
-            InvertedResidual(64, 384, 64, 1),  # 64x14x14
-            InvertedResidual(64, 384, 96, 1),  # 96x14x14
-            InvertedResidual(96, 576, 96, 1),  # 96x14x14
-            InvertedResidual(96, 576, 96, 1),  # 96x14x14
-            InvertedResidual(96, 576, 160, 2),  # 160x7x7
-            InvertedResidual(160, 960, 160, 1),  # 160x7x7
-            InvertedResidual(160, 960, 160, 1),  # 160x7x7
-            InvertedResidual(160, 960, 320, 1),  # 320x7x7
+            InvertedResidual(32, 16, 3, 1, "relu6"),  # 16x112x112
+            InvertedResidual(16, 24, 3, 2, "relu6", expanded=96),  # 24x56x56
+            InvertedResidual(24, 24, 3, 1, "relu6", expanded=144, residual=True),  # 24x56x56
+            InvertedResidual(24, 32, 3, 2, "relu6", expanded=144),  # 32x28x28
+            InvertedResidual(32, 32, 3, 1, "relu6", expanded=192, residual=True),  # 32x28x28
+            InvertedResidual(32, 32, 3, 1, "relu6", expanded=192, residual=True),  # 32x28x28
+            InvertedResidual(32, 64, 3, 2, "relu6", expanded=192),  # 64x14x14
+            InvertedResidual(64, 64, 3, 1, "relu6", expanded=384, residual=True),  # 64x14x14
+            InvertedResidual(64, 64, 3, 1, "relu6", expanded=384, residual=True),  # 64x14x14
+            InvertedResidual(64, 64, 3, 1, "relu6", expanded=384, residual=True),  # 64x14x14
+            InvertedResidual(64, 96, 3, 1, "relu6", expanded=384),  # 96x14x14
+            InvertedResidual(96, 96, 3, 1, "relu6", expanded=576, residual=True),  # 96x14x14
+            InvertedResidual(96, 96, 3, 1, "relu6", expanded=576, residual=True),  # 96x14x14
+            InvertedResidual(96, 160, 3, 2, "relu6", expanded=576),  # 160x7x7
+            InvertedResidual(160, 160, 3, 1, "relu6", expanded=960, residual=True),  # 160x7x7
+            InvertedResidual(160, 160, 3, 1, "relu6", expanded=960, residual=True),  # 160x7x7
+            InvertedResidual(160, 320, 3, 1, "relu6", expanded=960),  # 320x7x7
             ConvBNAct(320, 1280, 1, 1, "relu6"),  # 1280x7x7
         )
+        # fmt: on
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
             nn.Dropout(0.2),

@@ -57,33 +57,33 @@ class SqueezeExcite(nn.Module):
         return self.scale_activation(self.fc2(scale)) * x
 
 
-class Bneck(nn.Module):
-    """MobileNetV3 bottleneck: [1x1 expand] -> depthwise -> [SE] -> 1x1 project [+ x]."""
+class InvertedResidual(nn.Module):
+    """Inverted residual (MobileNetV2/V3): [1x1 expand] -> depthwise -> [SE] -> 1x1
+    linear projection [+ input]."""
 
     def __init__(
         self,
         in_c: int,
-        kernel: int,
-        exp_c: int,
         out_c: int,
-        se_c: int,
-        act: str,
+        kernel: int,
         stride: int,
-        expand: bool | None = None,
+        act: str,
+        expanded: int | None = None,
+        se: int = 0,
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        mid_c = in_c if expanded is None else expanded  # the depthwise conv's width
         layers: list[nn.Module] = []
-        if expand is None:  # torchvision: expand only when the width changes
-            expand = exp_c != in_c
-        if expand:
-            layers.append(ConvBNAct(in_c, exp_c, 1, 1, act))
-        depthwise = ConvBNAct(exp_c, exp_c, kernel, stride, act, groups=exp_c)
+        if expanded is not None:
+            layers.append(ConvBNAct(in_c, mid_c, 1, 1, act))
+        depthwise = ConvBNAct(mid_c, mid_c, kernel, stride, act, groups=mid_c)
         layers.append(depthwise)
-        if se_c:
-            layers.append(SqueezeExcite(exp_c, se_c))
-        layers.append(ConvBNAct(exp_c, out_c, 1))
+        if se:
+            layers.append(SqueezeExcite(mid_c, se))
+        layers.append(ConvBNAct(mid_c, out_c, 1))
         self.block = nn.Sequential(*layers)
-        self.use_res_connect = stride == 1 and in_c == out_c
+        self.use_res_connect = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_res_connect:
@@ -94,25 +94,30 @@ class Bneck(nn.Module):
 class MobilenetV3Large(nn.Module):
     def __init__(self) -> None:
         super().__init__()
+        # One block per line, as the paper's table (unwrapped, hence fmt: off).
+        # ConvBNAct(in, out, kernel, stride, act)
+        # InvertedResidual(in, out, kernel, stride, act, expanded=, se=, residual=)
+        # fmt: off
         self.features = nn.Sequential(
             ConvBNAct(3, 16, 3, 2, "hardswish"),  # 16x112x112
-            Bneck(16, 3, 16, 16, 0, "relu", 1),  # 16x112x112
-            Bneck(16, 3, 64, 24, 0, "relu", 2),  # 24x56x56
-            Bneck(24, 3, 72, 24, 0, "relu", 1),  # 24x56x56
-            Bneck(24, 5, 72, 40, 24, "relu", 2),  # 40x28x28
-            Bneck(40, 5, 120, 40, 32, "relu", 1),  # 40x28x28
-            Bneck(40, 5, 120, 40, 32, "relu", 1),  # 40x28x28
-            Bneck(40, 3, 240, 80, 0, "hardswish", 2),  # 80x14x14
-            Bneck(80, 3, 200, 80, 0, "hardswish", 1),  # 80x14x14
-            Bneck(80, 3, 184, 80, 0, "hardswish", 1),  # 80x14x14
-            Bneck(80, 3, 184, 80, 0, "hardswish", 1),  # 80x14x14
-            Bneck(80, 3, 480, 112, 120, "hardswish", 1),  # 112x14x14
-            Bneck(112, 3, 672, 112, 168, "hardswish", 1),  # 112x14x14
-            Bneck(112, 5, 672, 160, 168, "hardswish", 2),  # 160x7x7
-            Bneck(160, 5, 960, 160, 240, "hardswish", 1),  # 160x7x7
-            Bneck(160, 5, 960, 160, 240, "hardswish", 1),  # 160x7x7
+            InvertedResidual(16, 16, 3, 1, "relu", residual=True),  # 16x112x112
+            InvertedResidual(16, 24, 3, 2, "relu", expanded=64),  # 24x56x56
+            InvertedResidual(24, 24, 3, 1, "relu", expanded=72, residual=True),  # 24x56x56
+            InvertedResidual(24, 40, 5, 2, "relu", expanded=72, se=24),  # 40x28x28
+            InvertedResidual(40, 40, 5, 1, "relu", expanded=120, se=32, residual=True),  # 40x28x28
+            InvertedResidual(40, 40, 5, 1, "relu", expanded=120, se=32, residual=True),  # 40x28x28
+            InvertedResidual(40, 80, 3, 2, "hardswish", expanded=240),  # 80x14x14
+            InvertedResidual(80, 80, 3, 1, "hardswish", expanded=200, residual=True),  # 80x14x14
+            InvertedResidual(80, 80, 3, 1, "hardswish", expanded=184, residual=True),  # 80x14x14
+            InvertedResidual(80, 80, 3, 1, "hardswish", expanded=184, residual=True),  # 80x14x14
+            InvertedResidual(80, 112, 3, 1, "hardswish", expanded=480, se=120),  # 112x14x14
+            InvertedResidual(112, 112, 3, 1, "hardswish", expanded=672, se=168, residual=True),  # 112x14x14
+            InvertedResidual(112, 160, 5, 2, "hardswish", expanded=672, se=168),  # 160x7x7
+            InvertedResidual(160, 160, 5, 1, "hardswish", expanded=960, se=240, residual=True),  # 160x7x7
+            InvertedResidual(160, 160, 5, 1, "hardswish", expanded=960, se=240, residual=True),  # 160x7x7
             ConvBNAct(160, 960, 1, 1, "hardswish"),  # 960x7x7
         )
+        # fmt: on
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
             nn.Linear(960, 1280),

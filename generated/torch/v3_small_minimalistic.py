@@ -40,31 +40,30 @@ class ConvBNAct(nn.Sequential):
         super().__init__(*layers)
 
 
-class Bneck(nn.Module):
-    """MobileNetV3 bottleneck: [1x1 expand] -> depthwise -> [SE] -> 1x1 project [+ x]."""
+class InvertedResidual(nn.Module):
+    """Inverted residual (MobileNetV2/V3): [1x1 expand] -> depthwise -> 1x1
+    linear projection [+ input]."""
 
     def __init__(
         self,
         in_c: int,
-        kernel: int,
-        exp_c: int,
         out_c: int,
-        se_c: int,
-        act: str,
+        kernel: int,
         stride: int,
-        expand: bool | None = None,
+        act: str,
+        expanded: int | None = None,
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        mid_c = in_c if expanded is None else expanded  # the depthwise conv's width
         layers: list[nn.Module] = []
-        if expand is None:  # torchvision: expand only when the width changes
-            expand = exp_c != in_c
-        if expand:
-            layers.append(ConvBNAct(in_c, exp_c, 1, 1, act))
-        depthwise = ConvBNAct(exp_c, exp_c, kernel, stride, act, groups=exp_c)
+        if expanded is not None:
+            layers.append(ConvBNAct(in_c, mid_c, 1, 1, act))
+        depthwise = ConvBNAct(mid_c, mid_c, kernel, stride, act, groups=mid_c)
         layers.append(depthwise)
-        layers.append(ConvBNAct(exp_c, out_c, 1))
+        layers.append(ConvBNAct(mid_c, out_c, 1))
         self.block = nn.Sequential(*layers)
-        self.use_res_connect = stride == 1 and in_c == out_c
+        self.use_res_connect = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_res_connect:
@@ -75,21 +74,26 @@ class Bneck(nn.Module):
 class MobilenetV3SmallMinimalistic(nn.Module):
     def __init__(self) -> None:
         super().__init__()
+        # One block per line, as the paper's table (unwrapped, hence fmt: off).
+        # ConvBNAct(in, out, kernel, stride, act)
+        # InvertedResidual(in, out, kernel, stride, act, expanded=, residual=)
+        # fmt: off
         self.features = nn.Sequential(
             ConvBNAct(3, 16, 3, 2, "relu"),  # 16x112x112
-            Bneck(16, 3, 16, 16, 0, "relu", 2),  # 16x56x56
-            Bneck(16, 3, 72, 24, 0, "relu", 2),  # 24x28x28
-            Bneck(24, 3, 88, 24, 0, "relu", 1),  # 24x28x28
-            Bneck(24, 3, 96, 40, 0, "relu", 2),  # 40x14x14
-            Bneck(40, 3, 240, 40, 0, "relu", 1),  # 40x14x14
-            Bneck(40, 3, 240, 40, 0, "relu", 1),  # 40x14x14
-            Bneck(40, 3, 120, 48, 0, "relu", 1),  # 48x14x14
-            Bneck(48, 3, 144, 48, 0, "relu", 1),  # 48x14x14
-            Bneck(48, 3, 288, 96, 0, "relu", 2),  # 96x7x7
-            Bneck(96, 3, 576, 96, 0, "relu", 1),  # 96x7x7
-            Bneck(96, 3, 576, 96, 0, "relu", 1),  # 96x7x7
+            InvertedResidual(16, 16, 3, 2, "relu"),  # 16x56x56
+            InvertedResidual(16, 24, 3, 2, "relu", expanded=72),  # 24x28x28
+            InvertedResidual(24, 24, 3, 1, "relu", expanded=88, residual=True),  # 24x28x28
+            InvertedResidual(24, 40, 3, 2, "relu", expanded=96),  # 40x14x14
+            InvertedResidual(40, 40, 3, 1, "relu", expanded=240, residual=True),  # 40x14x14
+            InvertedResidual(40, 40, 3, 1, "relu", expanded=240, residual=True),  # 40x14x14
+            InvertedResidual(40, 48, 3, 1, "relu", expanded=120),  # 48x14x14
+            InvertedResidual(48, 48, 3, 1, "relu", expanded=144, residual=True),  # 48x14x14
+            InvertedResidual(48, 96, 3, 2, "relu", expanded=288),  # 96x7x7
+            InvertedResidual(96, 96, 3, 1, "relu", expanded=576, residual=True),  # 96x7x7
+            InvertedResidual(96, 96, 3, 1, "relu", expanded=576, residual=True),  # 96x7x7
             ConvBNAct(96, 576, 1, 1, "relu"),  # 576x7x7
         )
+        # fmt: on
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
             nn.Linear(576, 1024),

@@ -5,32 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..ir import Graph
-from . import uses
+from ..ir.blocks.base import Spatial
+from ..ir.graph import Graph
+from . import naming
+from .render import options, spell_padding
 
-# Names of the layers outside the stage table, per family, as keras.applications
-# spells them: (conv, batch norm) of the stem and of the head conv, the hidden
-# classifier layer and the logits layer.
-NAMES = {
-    "v1": {
-        "stem": ("conv1", "conv1_bn"),
-        "head": ("conv_1", "conv_1_bn"),
-        "hidden": "fc",
-        "logits": "conv_preds",
-    },
-    "v2": {
-        "stem": ("Conv1", "bn_Conv1"),
-        "head": ("Conv_1", "Conv_1_bn"),
-        "hidden": "fc",
-        "logits": "predictions",
-    },
-    "v3": {
-        "stem": ("conv", "conv_bn"),
-        "head": ("conv_1", "conv_1_bn"),
-        "hidden": "conv_2",
-        "logits": "logits",
-    },
-}
 ACTIVATIONS = {
     "relu": "layers.ReLU(name=name)",
     "relu6": "layers.ReLU(6.0, name=name)",
@@ -42,16 +21,15 @@ ACTIVATIONS = {
 }
 
 
-def keras_pad(p: dict) -> tuple | None:
+def keras_pad(conv: Spatial) -> tuple | None:
     """ZeroPadding2D's ((top, bottom), (left, right)), or None where "same" is exact.
 
     Keras' "same" is symmetric only at stride 1, so every strided conv gets its
     padding spelled out (TensorFlow's SAME rule, or torchvision's symmetric one).
     """
-    top, bottom, left, right = p["pad"]
-    same = p["dilation"] * (p["kernel"] - 1) // 2
-    if p["stride"] == 1 and top == bottom == left == right == same:
+    if conv.stride == 1 and conv.centred:
         return None
+    top, bottom, left, right = conv.pad
     return ((top, bottom), (left, right))
 
 
@@ -60,36 +38,30 @@ def shape_comment(shape: tuple[int, ...]) -> str:
 
 
 def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
-    family = ctx["spec"].family
-    names = NAMES[family]
-    blocks = ctx["blocks"]
-    for b in blocks:
-        b.x["pad"] = keras_pad(b.p) if "pad" in b.p else None
+    net = graph.network
+    names = naming.keras_names(net.conventions, net.family)
+    spell_padding(ctx["blocks"], keras_pad)
+    for b in ctx["blocks"]:
         b.x["shape"] = shape_comment(b.shape)
-    classifier = blocks[-1] if blocks[-1].type == "classifier" else None
-    features = blocks[:-1] if classifier else blocks
-    stem, head = blocks[0], None
-    if (
-        len(features) > 1
-        and features[-1].type == "conv_bn_act"
-        and features[-1].number is None
-    ):
-        head = features[-1]
-    for b in features:
-        if b.type == "conv_bn_act" and b.number is not None:  # conv_bn_act rows
-            b.x["names"] = (f"block_{b.number}_conv", f"block_{b.number}_bn")
-    stem.x["names"] = names["stem"]
-    if head is not None:
-        head.x["names"] = names["head"]
-    conv = ctx["conventions"]
+        if b.number is not None:
+            b.x["block_id"] = b.number + names["first_block_id"]
+        if b.role in ("stem", "head"):
+            b.x["names"] = names[b.role]
+        elif b.type == "conv_bn_act":  # a stage-table row
+            b.x["names"] = tuple(
+                naming.fill(pattern, b.x["block_id"]) for pattern in names["conv_row"]
+            )
+    conventions = net.conventions
     return {
-        "bn_eps": repr(conv.bn_epsilon),
-        "bn_momentum": repr(round(1 - conv.bn_momentum, 12)),
-        "torch_momentum": repr(conv.bn_momentum),
+        "bn_eps": repr(conventions.bn_epsilon),
+        "bn_momentum": repr(round(1 - conventions.bn_momentum, 12)),
+        "torch_momentum": repr(conventions.bn_momentum),
         "keras_activations": ACTIVATIONS,
         "names": names,
-        "m": {**uses(blocks), "fold_bn": ctx["spec"].fold_batch_norm},
-        "features": features,
-        "classifier": classifier,
+        "m": {
+            **options(ctx["blocks"]),
+            "fold_bn": net.fold_batch_norm,
+            "names": names,
+        },
         "input_comment": shape_comment(graph.shape("input")),
     }

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..ir import Graph
-from . import uses
+from ..ir.blocks import BLOCK_TYPES
+from ..ir.blocks.base import Spatial
+from ..ir.graph import Graph
+from . import naming
+from .render import options, spell_padding
 
-CLASS_NAMES = {
-    "conv_bn_act": "ConvBNAct",
-    "depthwise_separable": "DepthwiseSeparable",
-    "inverted_residual": "InvertedResidual",
-    "bneck": "Bneck",
-    "fused_inverted_residual": "FusedInvertedResidual",
-}
 # Activation modules as torchvision builds them: in place where PyTorch can (it
 # saves a copy of every activation map, ~15% of V2's eager latency), except
 # squeeze-excite's own ReLU and Hardsigmoid, which torchvision leaves out of place.
@@ -28,12 +24,11 @@ ACTIVATIONS = {
 }
 
 
-def torch_pad(p: dict) -> tuple[int, int, int, int] | None:
+def torch_pad(conv: Spatial) -> tuple[int, int, int, int] | None:
     """nn.ZeroPad2d's (left, right, top, bottom), or None for Conv2d's own padding."""
-    top, bottom, left, right = p["pad"]
-    same = p["dilation"] * (p["kernel"] - 1) // 2
-    if top == bottom == left == right == same:
+    if conv.centred:
         return None
+    top, bottom, left, right = conv.pad
     return (left, right, top, bottom)
 
 
@@ -42,24 +37,23 @@ def shape_comment(shape: tuple[int, ...]) -> str:
 
 
 def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
+    net = graph.network
+    spell_padding(ctx["blocks"], torch_pad)
     for b in ctx["blocks"]:
-        b.x["pad"] = torch_pad(b.p) if "pad" in b.p else None
         b.x["shape"] = shape_comment(b.shape)
-    conv = ctx["conventions"]
-    fold_bn = ctx["spec"].fold_batch_norm
-    conv_class = "ConvAct" if fold_bn else CLASS_NAMES["conv_bn_act"]
+    fold_bn = net.fold_batch_norm
+    class_names = {name: t.class_name for name, t in BLOCK_TYPES.items()}
+    class_names["conv_bn_act"] = "ConvAct" if fold_bn else "ConvBNAct"
     return {
         "m": {
-            **uses(ctx["blocks"]),
-            "uses_pad": any(b.x["pad"] for b in ctx["blocks"]),
+            **options(ctx["blocks"]),
             "fold_bn": fold_bn,
-            "conv_class": conv_class,
+            "conv_class": class_names["conv_bn_act"],
+            "names": naming.torch_names(net.conventions, net.family),
         },
-        "class_names": {**CLASS_NAMES, "conv_bn_act": conv_class},
+        "class_names": {b.template: class_names[b.type] for b in ctx["blocks"]},
         "torch_activations": ACTIVATIONS,
-        "bn_eps": repr(conv.bn_epsilon),
-        "bn_momentum": repr(conv.bn_momentum),
-        "features": [b for b in ctx["blocks"] if b.type != "classifier"],
-        "classifier": next((b for b in ctx["blocks"] if b.type == "classifier"), None),
+        "bn_eps": repr(net.conventions.bn_epsilon),
+        "bn_momentum": repr(net.conventions.bn_momentum),
         "input_comment": shape_comment(graph.shape("input")),
     }

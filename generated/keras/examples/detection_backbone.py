@@ -42,25 +42,25 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=
 
 def fused_inverted_residual(
     x,
-    expanded: int,
     filters: int,
+    kernel: int,
     stride: int,
+    act: str,
+    *,
     block_id: int,
-    kernel=3,
-    act="relu6",
+    expanded=None,
+    residual=False,
     pad=None,
 ):
     """Fused inverted residual (EfficientNetV2's FusedMBConv): k x k conv-bn-act
-    expand -> 1x1 linear project [+ input]; one k x k conv-bn-act when the expansion
-    keeps the width."""
+    expand -> 1x1 linear project [+ input]; one k x k conv-bn-act without
+    `expanded`."""
     prefix = f"fused_{block_id}_"
-    in_channels = x.shape[-1]
     shortcut = x
-    fused = expanded != in_channels
-    name = prefix + ("expand" if fused else "conv")
+    name = prefix + ("expand" if expanded is not None else "conv")
     x, padding = padded(x, pad, prefix + "pad")
     x = layers.Conv2D(
-        expanded if fused else filters,
+        expanded if expanded is not None else filters,
         kernel,
         stride,
         padding,
@@ -69,10 +69,10 @@ def fused_inverted_residual(
     )(x)
     x = batch_norm(name + "_bn")(x)
     x = ACTIVATIONS[act](name + "_" + act)(x)
-    if fused:
+    if expanded is not None:
         x = layers.Conv2D(filters, 1, use_bias=False, name=prefix + "project")(x)
         x = batch_norm(prefix + "project_bn")(x)
-    if stride == 1 and in_channels == filters:
+    if residual:
         x = layers.Add(name=prefix + "add")([shortcut, x])
     return x
 
@@ -94,23 +94,22 @@ def squeeze_excite(x, squeeze_c: int, prefix: str):
 
 def inverted_residual(
     x,
-    expanded: int,
     filters: int,
+    kernel: int,
     stride: int,
+    act: str,
+    *,
     block_id: int,
-    kernel=3,
-    act="relu6",
-    expand=None,
+    expanded=None,
+    se=0,
+    residual=False,
     pad=None,
-    se_c=0,
 ):
-    """MobileNetV2 block: [1x1 expand] -> depthwise -> 1x1 linear project [+ input]."""
+    """Inverted residual (MobileNetV2/V3): [1x1 expand] -> depthwise -> [SE] -> 1x1
+    linear projection [+ input]."""
     prefix = f"block_{block_id}_" if block_id else "expanded_conv_"
-    in_channels = x.shape[-1]
     shortcut = x
-    if expand is None:  # expand only when the width changes
-        expand = expanded != in_channels
-    if expand:
+    if expanded is not None:
         x = layers.Conv2D(expanded, 1, use_bias=False, name=prefix + "expand")(x)
         x = batch_norm(prefix + "expand_BN")(x)
         x = ACTIVATIONS[act](prefix + "expand_" + act)(x)
@@ -120,11 +119,11 @@ def inverted_residual(
     )(x)
     x = batch_norm(prefix + "depthwise_BN")(x)
     x = ACTIVATIONS[act](prefix + "depthwise_" + act)(x)
-    if se_c:
-        x = squeeze_excite(x, se_c, prefix)
+    if se:
+        x = squeeze_excite(x, se, prefix)
     x = layers.Conv2D(filters, 1, use_bias=False, name=prefix + "project")(x)
     x = batch_norm(prefix + "project_BN")(x)
-    if stride == 1 and in_channels == filters:
+    if residual:
         x = layers.Add(name=prefix + "add")([shortcut, x])
     return x
 
@@ -134,25 +133,27 @@ def build_model() -> keras.Model:
     inputs = keras.Input(shape=(320, 320, 3), name="input")
     x = inputs
     outputs = {}  # feature maps by name
-    x = conv_bn_act(
-        x, 24, 3, 2, "relu6", ("Conv1", "bn_Conv1"), pad=((1, 1), (1, 1))
-    )  # 160x160x24
-    x = fused_inverted_residual(x, 24, 24, 1, 0)  # 160x160x24
-    x = fused_inverted_residual(x, 96, 32, 2, 1, pad=((1, 1), (1, 1)))  # 80x80x32
-    x = fused_inverted_residual(x, 128, 32, 1, 2)  # 80x80x32
-    x = fused_inverted_residual(x, 128, 48, 2, 3, pad=((1, 1), (1, 1)))  # 40x40x48
-    x = fused_inverted_residual(x, 192, 48, 1, 4)  # 40x40x48
+    # One block per line, as the paper's table (unwrapped, hence fmt: off).
+    # conv_bn_act(x, filters, kernel, stride, act, names=(conv, bn))
+    # fused_inverted_residual(x, filters, kernel, stride, act, block_id=, expanded=, residual=)
+    # inverted_residual(x, filters, kernel, stride, act, block_id=, expanded=, se=, residual=)
+    # fmt: off
+    x = conv_bn_act(x, 24, 3, 2, "relu6", names=("Conv1", "bn_Conv1"), pad=((1, 1), (1, 1)))  # 160x160x24
+    x = fused_inverted_residual(x, 24, 3, 1, "relu6", block_id=0, residual=True)  # 160x160x24
+    x = fused_inverted_residual(x, 32, 3, 2, "relu6", block_id=1, expanded=96, pad=((1, 1), (1, 1)))  # 80x80x32
+    x = fused_inverted_residual(x, 32, 3, 1, "relu6", block_id=2, expanded=128, residual=True)  # 80x80x32
+    x = fused_inverted_residual(x, 48, 3, 2, "relu6", block_id=3, expanded=128, pad=((1, 1), (1, 1)))  # 40x40x48
+    x = fused_inverted_residual(x, 48, 3, 1, "relu6", block_id=4, expanded=192, residual=True)  # 40x40x48
     outputs["stride8"] = x
-    x = inverted_residual(x, 192, 96, 2, 5, pad=((1, 1), (1, 1)), se_c=48)  # 20x20x96
-    x = inverted_residual(x, 384, 96, 1, 6, se_c=96)  # 20x20x96
-    x = inverted_residual(x, 384, 96, 1, 7, se_c=96)  # 20x20x96
-    x = inverted_residual(x, 576, 128, 1, 8, kernel=5, se_c=144)  # 20x20x128
-    x = inverted_residual(x, 768, 128, 1, 9, kernel=5, se_c=192)  # 20x20x128
+    x = inverted_residual(x, 96, 3, 2, "relu6", block_id=5, expanded=192, se=48, pad=((1, 1), (1, 1)))  # 20x20x96
+    x = inverted_residual(x, 96, 3, 1, "relu6", block_id=6, expanded=384, se=96, residual=True)  # 20x20x96
+    x = inverted_residual(x, 96, 3, 1, "relu6", block_id=7, expanded=384, se=96, residual=True)  # 20x20x96
+    x = inverted_residual(x, 128, 5, 1, "relu6", block_id=8, expanded=576, se=144)  # 20x20x128
+    x = inverted_residual(x, 128, 5, 1, "relu6", block_id=9, expanded=768, se=192, residual=True)  # 20x20x128
     outputs["stride16"] = x
-    x = inverted_residual(
-        x, 768, 192, 2, 10, kernel=5, pad=((2, 2), (2, 2)), se_c=192
-    )  # 10x10x192
-    x = inverted_residual(x, 1152, 192, 1, 11, kernel=5, se_c=288)  # 10x10x192
-    x = inverted_residual(x, 1152, 192, 1, 12, kernel=5, se_c=288)  # 10x10x192
+    x = inverted_residual(x, 192, 5, 2, "relu6", block_id=10, expanded=768, se=192, pad=((2, 2), (2, 2)))  # 10x10x192
+    x = inverted_residual(x, 192, 5, 1, "relu6", block_id=11, expanded=1152, se=288, residual=True)  # 10x10x192
+    x = inverted_residual(x, 192, 5, 1, "relu6", block_id=12, expanded=1152, se=288, residual=True)  # 10x10x192
     outputs["stride32"] = x
+    # fmt: on
     return keras.Model(inputs, outputs, name="detection_backbone")

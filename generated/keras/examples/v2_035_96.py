@@ -42,22 +42,21 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=
 
 def inverted_residual(
     x,
-    expanded: int,
     filters: int,
+    kernel: int,
     stride: int,
+    act: str,
+    *,
     block_id: int,
-    kernel=3,
-    act="relu6",
-    expand=None,
+    expanded=None,
+    residual=False,
     pad=None,
 ):
-    """MobileNetV2 block: [1x1 expand] -> depthwise -> 1x1 linear project [+ input]."""
+    """Inverted residual (MobileNetV2/V3): [1x1 expand] -> depthwise -> 1x1
+    linear projection [+ input]."""
     prefix = f"block_{block_id}_" if block_id else "expanded_conv_"
-    in_channels = x.shape[-1]
     shortcut = x
-    if expand is None:  # expand only when the width changes
-        expand = expanded != in_channels
-    if expand:
+    if expanded is not None:
         x = layers.Conv2D(expanded, 1, use_bias=False, name=prefix + "expand")(x)
         x = batch_norm(prefix + "expand_BN")(x)
         x = ACTIVATIONS[act](prefix + "expand_" + act)(x)
@@ -69,7 +68,7 @@ def inverted_residual(
     x = ACTIVATIONS[act](prefix + "depthwise_" + act)(x)
     x = layers.Conv2D(filters, 1, use_bias=False, name=prefix + "project")(x)
     x = batch_norm(prefix + "project_BN")(x)
-    if stride == 1 and in_channels == filters:
+    if residual:
         x = layers.Add(name=prefix + "add")([shortcut, x])
     return x
 
@@ -78,27 +77,30 @@ def build_model() -> keras.Model:
     """A freshly initialised mobilenet_v2_035_96 that returns logits."""
     inputs = keras.Input(shape=(96, 96, 3), name="input")
     x = inputs
-    x = conv_bn_act(
-        x, 16, 3, 2, "relu6", ("Conv1", "bn_Conv1"), pad=((1, 1), (1, 1))
-    )  # 48x48x16
-    x = inverted_residual(x, 16, 8, 1, 0)  # 48x48x8
-    x = inverted_residual(x, 48, 8, 2, 1, pad=((1, 1), (1, 1)))  # 24x24x8
-    x = inverted_residual(x, 48, 8, 1, 2)  # 24x24x8
-    x = inverted_residual(x, 48, 16, 2, 3, pad=((1, 1), (1, 1)))  # 12x12x16
-    x = inverted_residual(x, 96, 16, 1, 4)  # 12x12x16
-    x = inverted_residual(x, 96, 16, 1, 5)  # 12x12x16
-    x = inverted_residual(x, 96, 24, 2, 6, pad=((1, 1), (1, 1)))  # 6x6x24
-    x = inverted_residual(x, 144, 24, 1, 7)  # 6x6x24
-    x = inverted_residual(x, 144, 24, 1, 8)  # 6x6x24
-    x = inverted_residual(x, 144, 24, 1, 9)  # 6x6x24
-    x = inverted_residual(x, 144, 32, 1, 10)  # 6x6x32
-    x = inverted_residual(x, 192, 32, 1, 11)  # 6x6x32
-    x = inverted_residual(x, 192, 32, 1, 12)  # 6x6x32
-    x = inverted_residual(x, 192, 56, 2, 13, pad=((1, 1), (1, 1)))  # 3x3x56
-    x = inverted_residual(x, 336, 56, 1, 14)  # 3x3x56
-    x = inverted_residual(x, 336, 56, 1, 15)  # 3x3x56
-    x = inverted_residual(x, 336, 112, 1, 16)  # 3x3x112
-    x = conv_bn_act(x, 1280, 1, 1, "relu6", ("Conv_1", "Conv_1_bn"))  # 3x3x1280
+    # One block per line, as the paper's table (unwrapped, hence fmt: off).
+    # conv_bn_act(x, filters, kernel, stride, act, names=(conv, bn))
+    # inverted_residual(x, filters, kernel, stride, act, block_id=, expanded=, residual=)
+    # fmt: off
+    x = conv_bn_act(x, 16, 3, 2, "relu6", names=("Conv1", "bn_Conv1"), pad=((1, 1), (1, 1)))  # 48x48x16
+    x = inverted_residual(x, 8, 3, 1, "relu6", block_id=0)  # 48x48x8
+    x = inverted_residual(x, 8, 3, 2, "relu6", block_id=1, expanded=48, pad=((1, 1), (1, 1)))  # 24x24x8
+    x = inverted_residual(x, 8, 3, 1, "relu6", block_id=2, expanded=48, residual=True)  # 24x24x8
+    x = inverted_residual(x, 16, 3, 2, "relu6", block_id=3, expanded=48, pad=((1, 1), (1, 1)))  # 12x12x16
+    x = inverted_residual(x, 16, 3, 1, "relu6", block_id=4, expanded=96, residual=True)  # 12x12x16
+    x = inverted_residual(x, 16, 3, 1, "relu6", block_id=5, expanded=96, residual=True)  # 12x12x16
+    x = inverted_residual(x, 24, 3, 2, "relu6", block_id=6, expanded=96, pad=((1, 1), (1, 1)))  # 6x6x24
+    x = inverted_residual(x, 24, 3, 1, "relu6", block_id=7, expanded=144, residual=True)  # 6x6x24
+    x = inverted_residual(x, 24, 3, 1, "relu6", block_id=8, expanded=144, residual=True)  # 6x6x24
+    x = inverted_residual(x, 24, 3, 1, "relu6", block_id=9, expanded=144, residual=True)  # 6x6x24
+    x = inverted_residual(x, 32, 3, 1, "relu6", block_id=10, expanded=144)  # 6x6x32
+    x = inverted_residual(x, 32, 3, 1, "relu6", block_id=11, expanded=192, residual=True)  # 6x6x32
+    x = inverted_residual(x, 32, 3, 1, "relu6", block_id=12, expanded=192, residual=True)  # 6x6x32
+    x = inverted_residual(x, 56, 3, 2, "relu6", block_id=13, expanded=192, pad=((1, 1), (1, 1)))  # 3x3x56
+    x = inverted_residual(x, 56, 3, 1, "relu6", block_id=14, expanded=336, residual=True)  # 3x3x56
+    x = inverted_residual(x, 56, 3, 1, "relu6", block_id=15, expanded=336, residual=True)  # 3x3x56
+    x = inverted_residual(x, 112, 3, 1, "relu6", block_id=16, expanded=336)  # 3x3x112
+    x = conv_bn_act(x, 1280, 1, 1, "relu6", names=("Conv_1", "Conv_1_bn"))  # 3x3x1280
+    # fmt: on
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(0.2, name="dropout")(x)
     x = layers.Dense(1000, name="predictions")(x)  # 1000

@@ -48,30 +48,31 @@ class ConvBNAct(nn.Sequential):
 
 class FusedInvertedResidual(nn.Module):
     """Fused inverted residual (EfficientNetV2's FusedMBConv): k x k conv-bn-act
-    expand -> 1x1 linear project [+ input]; one k x k conv-bn-act when the expansion
-    keeps the width."""
+    expand -> 1x1 linear project [+ input]; one k x k conv-bn-act without
+    `expanded`."""
 
     def __init__(
         self,
         in_c: int,
-        exp_c: int,
         out_c: int,
+        kernel: int,
         stride: int,
-        kernel: int = 3,
-        act: str = "relu6",
+        act: str,
+        expanded: int | None = None,
+        residual: bool = False,
     ) -> None:
         super().__init__()
-        if exp_c != in_c:
+        if expanded is not None:
             layers = [
-                ConvBNAct(in_c, exp_c, kernel, stride, act),
-                ConvBNAct(exp_c, out_c, 1),
+                ConvBNAct(in_c, expanded, kernel, stride, act),
+                ConvBNAct(expanded, out_c, 1),
             ]
         else:
             layers = [
                 ConvBNAct(in_c, out_c, kernel, stride, act),
             ]
         self.block = nn.Sequential(*layers)
-        self.use_res_connect = stride == 1 and in_c == out_c
+        self.use_res_connect = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_res_connect:
@@ -96,36 +97,35 @@ class SqueezeExcite(nn.Module):
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block: [1x1 expand] -> depthwise -> 1x1 linear project [+ input]."""
+    """Inverted residual (MobileNetV2/V3): [1x1 expand] -> depthwise -> [SE] -> 1x1
+    linear projection [+ input]."""
 
     def __init__(
         self,
         in_c: int,
-        exp_c: int,
         out_c: int,
+        kernel: int,
         stride: int,
-        kernel: int = 3,
-        act: str = "relu6",
-        expand: bool | None = None,
-        se_c: int = 0,
+        act: str,
+        expanded: int | None = None,
+        se: int = 0,
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        mid_c = in_c if expanded is None else expanded  # the depthwise conv's width
         layers: list[nn.Module] = []
-        if expand is None:  # torchvision: expand only when the width changes
-            expand = exp_c != in_c
-        if expand:
-            layers.append(ConvBNAct(in_c, exp_c, 1, 1, act))
+        if expanded is not None:
+            layers.append(ConvBNAct(in_c, mid_c, 1, 1, act))
+        depthwise = ConvBNAct(mid_c, mid_c, kernel, stride, act, groups=mid_c)
+        layers.append(depthwise)
+        if se:
+            layers.append(SqueezeExcite(mid_c, se))
         layers += [
-            ConvBNAct(exp_c, exp_c, kernel, stride, act, groups=exp_c),
-        ]
-        if se_c:
-            layers.append(SqueezeExcite(exp_c, se_c))
-        layers += [
-            nn.Conv2d(exp_c, out_c, 1, bias=False),
+            nn.Conv2d(mid_c, out_c, 1, bias=False),
             nn.BatchNorm2d(out_c, eps=BN_EPS, momentum=BN_MOMENTUM),
         ]
         self.conv = nn.Sequential(*layers)
-        self.use_res_connect = stride == 1 and in_c == out_c
+        self.use_res_connect = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_res_connect:
@@ -138,22 +138,28 @@ class DetectionBackbone(nn.Module):
         super().__init__()
         # An attribute (not the module-level dict) so that TorchScript can read it.
         self.feature_taps = {i: list(names) for i, names in FEATURE_TAPS.items()}
+        # One block per line, as the paper's table (unwrapped, hence fmt: off).
+        # ConvBNAct(in, out, kernel, stride, act)
+        # FusedInvertedResidual(in, out, kernel, stride, act, expanded=, residual=)
+        # InvertedResidual(in, out, kernel, stride, act, expanded=, se=, residual=)
+        # fmt: off
         self.features = nn.Sequential(
             ConvBNAct(3, 24, 3, 2, "relu6"),  # 24x160x160
-            FusedInvertedResidual(24, 24, 24, 1),  # 24x160x160
-            FusedInvertedResidual(24, 96, 32, 2),  # 32x80x80
-            FusedInvertedResidual(32, 128, 32, 1),  # 32x80x80
-            FusedInvertedResidual(32, 128, 48, 2),  # 48x40x40
-            FusedInvertedResidual(48, 192, 48, 1),  # 48x40x40
-            InvertedResidual(48, 192, 96, 2, se_c=48),  # 96x20x20
-            InvertedResidual(96, 384, 96, 1, se_c=96),  # 96x20x20
-            InvertedResidual(96, 384, 96, 1, se_c=96),  # 96x20x20
-            InvertedResidual(96, 576, 128, 1, kernel=5, se_c=144),  # 128x20x20
-            InvertedResidual(128, 768, 128, 1, kernel=5, se_c=192),  # 128x20x20
-            InvertedResidual(128, 768, 192, 2, kernel=5, se_c=192),  # 192x10x10
-            InvertedResidual(192, 1152, 192, 1, kernel=5, se_c=288),  # 192x10x10
-            InvertedResidual(192, 1152, 192, 1, kernel=5, se_c=288),  # 192x10x10
+            FusedInvertedResidual(24, 24, 3, 1, "relu6", residual=True),  # 24x160x160
+            FusedInvertedResidual(24, 32, 3, 2, "relu6", expanded=96),  # 32x80x80
+            FusedInvertedResidual(32, 32, 3, 1, "relu6", expanded=128, residual=True),  # 32x80x80
+            FusedInvertedResidual(32, 48, 3, 2, "relu6", expanded=128),  # 48x40x40
+            FusedInvertedResidual(48, 48, 3, 1, "relu6", expanded=192, residual=True),  # 48x40x40
+            InvertedResidual(48, 96, 3, 2, "relu6", expanded=192, se=48),  # 96x20x20
+            InvertedResidual(96, 96, 3, 1, "relu6", expanded=384, se=96, residual=True),  # 96x20x20
+            InvertedResidual(96, 96, 3, 1, "relu6", expanded=384, se=96, residual=True),  # 96x20x20
+            InvertedResidual(96, 128, 5, 1, "relu6", expanded=576, se=144),  # 128x20x20
+            InvertedResidual(128, 128, 5, 1, "relu6", expanded=768, se=192, residual=True),  # 128x20x20
+            InvertedResidual(128, 192, 5, 2, "relu6", expanded=768, se=192),  # 192x10x10
+            InvertedResidual(192, 192, 5, 1, "relu6", expanded=1152, se=288, residual=True),  # 192x10x10
+            InvertedResidual(192, 192, 5, 1, "relu6", expanded=1152, se=288, residual=True),  # 192x10x10
         )
+        # fmt: on
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Feature maps by name for a batch of images, shape (N, 3, H, W)."""

@@ -1,0 +1,212 @@
+"""Rendering shared by both backends: the Jinja environment, the view of each block
+a template gets, and the context common to both frameworks.
+
+Block-specific text lives in `templates/<backend>/blocks/<template>.py.j2`: a
+`define(m, used)` macro emitted once per template the network uses (`used`: the
+keyword arguments its calls pass, so a helper has no parameter nobody passes) and an
+`args(b)` macro for each call. Backends read the graph IR only: its network header,
+its blocks with their typed parameters, and its shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from .. import __version__
+from ..analysis.cost import report
+from ..ir.blocks import BLOCK_TYPES
+from ..ir.blocks.base import spatial_convs
+from ..ir.graph import Graph
+from .naming import fstring
+from .pyformat import call, split_args
+
+
+def template_dir() -> Path:
+    """Templates ship inside the wheel; in a checkout they sit at the repo root."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "templates", here.parent / "templates"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(
+        "mbcompile templates not found; the installation is incomplete"
+    )
+
+
+_ENV: jinja2.Environment | None = None
+
+
+def environment() -> jinja2.Environment:
+    global _ENV
+    if _ENV is None:
+        _ENV = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(template_dir())),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            autoescape=False,
+        )
+        _ENV.filters["call"] = _call_filter
+        _ENV.filters["py"] = py_literal
+        _ENV.filters["fstring"] = fstring
+    return _ENV
+
+
+def _call_filter(
+    args: str, indent: int, head: str, tail: str = "", comment: str = ""
+) -> str:
+    return call(indent, head, " ".join(args.split()), tail, comment)
+
+
+def py_literal(value: Any) -> str:
+    """A Python literal for a value that goes into generated code.
+
+    Strings are always emitted escaped and double-quoted (never pasted raw), so no
+    spec content can become code.
+    """
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, tuple):
+        items = ", ".join(py_literal(v) for v in value)
+        return f"({items},)" if len(value) == 1 else f"({items})"
+    if isinstance(value, (bool, int, float)) or value is None:
+        return repr(value)
+    raise TypeError(f"cannot emit {type(value).__name__} into generated code")
+
+
+@dataclass
+class BlockView:
+    """One block as a template sees it."""
+
+    type: str  # block type (registry name)
+    template: str  # the template (and generated helper) that builds it
+    role: str  # stem, stage, head or classifier
+    index: int  # position in the model body
+    number: int | None  # position among stage-table blocks (Keras block ids)
+    p: Any  # the block's typed parameters (see mbcompile/ir/blocks/)
+    shape: tuple[int, ...]  # output shape, (C, H, W) or (F,)
+    x: dict[str, Any] = field(default_factory=dict)  # backend-specific spellings
+
+
+def block_views(graph: Graph) -> list[BlockView]:
+    views, number = [], 0
+    for block in graph.blocks:
+        stage = block.role == "stage"
+        views.append(
+            BlockView(
+                type=block.type,
+                template=BLOCK_TYPES[block.type].template,
+                role=block.role,
+                index=block.index,
+                number=number if stage else None,
+                p=block.params,
+                shape=block.out_shape,
+            )
+        )
+        number += stage
+    return views
+
+
+def class_name(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+
+
+def feature_taps(graph: Graph) -> dict[int, tuple[str, ...]]:
+    """Block index -> names of the outputs it provides (backbone feature taps)."""
+    taps: dict[int, tuple[str, ...]] = {}
+    for name, node in graph.outputs.items():
+        index = next(b.index for b in graph.blocks if b.output == node)
+        taps[index] = (*taps.get(index, ()), name)
+    return taps
+
+
+def spell_padding(blocks: list[BlockView], spell) -> None:
+    """`b.x["pad"][field]`: each k x k convolution's padding as the backend writes
+    it (`spell(conv)`, None where the framework's own padding is exact)."""
+    for b in blocks:
+        b.x["pad"] = {name: spell(conv) for name, conv in spatial_convs(b.p).items()}
+
+
+def options(blocks: list[BlockView]) -> dict[str, Any]:
+    """What the helpers of several block types share, so that a network that does
+    not use an option gets helpers without it: explicit padding (after
+    `spell_padding`), dilation, squeeze-excite (`se_home`: the template before whose
+    helper the squeeze-excite helper is emitted)."""
+    convs = [conv for b in blocks for conv in spatial_convs(b.p).values()]
+    se_templates = [b.template for b in blocks if getattr(b.p, "se", None)]
+    return {
+        "uses_pad": any(pad for b in blocks for pad in b.x["pad"].values()),
+        "uses_dilation": any(conv.dilation != 1 for conv in convs),
+        "uses_se": bool(se_templates),
+        "se_home": se_templates[0] if se_templates else None,
+    }
+
+
+def keywords_used(blocks: list[BlockView], macros: dict) -> dict[str, set[str]]:
+    """Template -> the keyword arguments its calls pass (read off the calls)."""
+    used: dict[str, set[str]] = {t: set() for t in macros}
+    for b in blocks:
+        if b.template in macros:
+            args = split_args(" ".join(str(macros[b.template].args(b)).split()))
+            used[b.template] |= {a.split("=")[0] for a in args if "=" in a}
+    return used
+
+
+def _activations(graph: Graph) -> set[str]:
+    """Activations chosen by the spec (SE's own are spelled in its helper)."""
+    used = set()
+    for block in graph.blocks:
+        used |= {getattr(block.params, "act", None)}
+        used |= {getattr(block.params, "hidden_act", None)}
+    return used - {None}
+
+
+def common_context(graph: Graph, backend: str) -> dict[str, Any]:
+    net = graph.network
+    blocks = block_views(graph)
+    templates = dict.fromkeys(b.template for b in blocks if b.role != "classifier")
+    macros = {
+        t: environment().get_template(f"{backend}/blocks/{t}.py.j2").module
+        for t in templates
+    }
+    return {
+        "version": __version__,
+        "backend": backend,
+        "net": net,
+        "spec_file": Path(net.source).name,
+        "conventions": net.conventions,
+        "class_name": class_name(net.name),
+        "costs": report(graph),
+        "blocks": blocks,
+        "features": [b for b in blocks if b.role != "classifier"],
+        "classifier": next((b for b in blocks if b.role == "classifier"), None),
+        "templates": list(templates),
+        "macros": macros,
+        "activations": sorted(_activations(graph)),
+        "input_shape": graph.shape("input"),
+        "squeeze_excite": environment()
+        .get_template(f"{backend}/squeeze_excite.py.j2")
+        .module,
+        "taps": feature_taps(graph),
+        "returns": (
+            "feature maps by name"
+            if graph.outputs
+            else ("logits" if net.include_top else "features")
+        ),
+    }
+
+
+def render(backend: str, context: dict[str, Any]) -> str:
+    """Source text of the model module from the common and the backend's context
+    (whose block spellings the calls need before their keywords are read)."""
+    context = {**context, "used": keywords_used(context["blocks"], context["macros"])}
+    text = environment().get_template(f"{backend}/model.py.j2").render(**context)
+    # Templates may leave runs of blank lines where optional parts were skipped.
+    text = re.sub(r"\n{4,}", "\n\n\n", text)
+    return text.rstrip("\n") + "\n"

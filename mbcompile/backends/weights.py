@@ -1,0 +1,159 @@
+"""Weight layouts between the frameworks, in the IR's parametric order.
+
+Both backends create their parametric layers in the IR's execution order, so the
+n-th parametric op of the graph is the n-th Conv2d/BatchNorm2d/Linear of the PyTorch
+module and the n-th weighted layer of the Keras model. Per op, the tensors are:
+
+| op     | PyTorch                                   | Keras |
+|--------|-------------------------------------------|-------|
+| conv   | weight (O, I/g, kh, kw) [, bias (O,)]     | kernel (kh, kw, I/g, O) [, bias] |
+| dwconv | weight (C*m, 1, kh, kw) [, bias (C*m,)]    | depthwise_kernel (kh, kw, C, m) [, bias] |
+| bn     | weight, bias, running_mean, running_var   | gamma, beta, moving_mean, moving_variance |
+| dense  | weight (out, in), bias                    | kernel (in, out) or, as a 1x1 conv, (1, 1, in, out); bias |
+
+Arrays are numpy-like (anything with `.shape`, `.transpose` and `.reshape`); this
+module imports no framework.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..ir.graph import Graph
+
+
+@dataclass(frozen=True)
+class ParamOp:
+    """One parametric op and the tensor shapes each framework stores for it."""
+
+    name: str
+    kind: str
+    torch_shapes: tuple[tuple[int, ...], ...]
+    keras_shapes: tuple[tuple[int, ...], ...]
+    attrs: dict[str, Any]
+
+
+def param_ops(graph: Graph) -> list[ParamOp]:
+    ops = []
+    for node_id in graph.parametric():
+        node = graph.node(node_id)
+        kind, a = node["kind"], node["attrs"]
+        if kind == "conv":
+            k, i, o = a["kernel"], a["in_c"] // a["groups"], a["out_c"]
+            torch_s = [(o, i, k, k)]
+            keras_s = [(k, k, i, o)]
+            if a["bias"]:
+                torch_s.append((o,))
+                keras_s.append((o,))
+        elif kind == "dwconv":
+            k, c, m = a["kernel"], a["channels"], a["multiplier"]
+            torch_s = [(c * m, 1, k, k)]
+            keras_s = [(k, k, c, m)]
+            if a["bias"]:  # the folded inference form
+                torch_s.append((c * m,))
+                keras_s.append((c * m,))
+        elif kind == "bn":
+            torch_s = keras_s = [(a["channels"],)] * 4
+        else:  # dense
+            i, o = a["in_f"], a["out_f"]
+            torch_s = [(o, i), (o,)]
+            keras_s = [(1, 1, i, o) if a["form"] == "conv1x1" else (i, o), (o,)]
+        ops.append(ParamOp(node_id, kind, tuple(torch_s), tuple(keras_s), a))
+    return ops
+
+
+def torch_to_keras(op: ParamOp, tensors: list) -> list:
+    """Convert one op's PyTorch arrays (in state_dict order) to Keras' layout."""
+    _check(op, tensors, op.torch_shapes, "PyTorch")
+    if op.kind == "conv":
+        return [tensors[0].transpose(2, 3, 1, 0), *tensors[1:]]
+    if op.kind == "dwconv":
+        c, m, k = op.attrs["channels"], op.attrs["multiplier"], op.attrs["kernel"]
+        return [tensors[0].reshape(c, m, k, k).transpose(2, 3, 0, 1), *tensors[1:]]
+    if op.kind == "dense":
+        kernel = tensors[0].transpose(1, 0)
+        if op.attrs["form"] == "conv1x1":
+            kernel = kernel.reshape(1, 1, *kernel.shape)
+        return [kernel, tensors[1]]
+    return list(tensors)  # bn: same four vectors in the same order
+
+
+def keras_to_torch(op: ParamOp, arrays: list) -> list:
+    """Convert one op's Keras arrays (get_weights order) to PyTorch's layout."""
+    _check(op, arrays, op.keras_shapes, "Keras")
+    if op.kind == "conv":
+        return [arrays[0].transpose(3, 2, 0, 1), *arrays[1:]]
+    if op.kind == "dwconv":
+        c, m, k = op.attrs["channels"], op.attrs["multiplier"], op.attrs["kernel"]
+        return [arrays[0].transpose(2, 3, 0, 1).reshape(c * m, 1, k, k), *arrays[1:]]
+    if op.kind == "dense":
+        kernel = arrays[0].reshape(op.attrs["in_f"], op.attrs["out_f"])
+        return [kernel.transpose(1, 0), arrays[1]]
+    return list(arrays)
+
+
+class LayoutError(ValueError):
+    """Tensors that do not fit the spec; names the first mismatch."""
+
+
+def _check(op: ParamOp, tensors: list, shapes: tuple, framework: str) -> None:
+    if len(tensors) != len(shapes):
+        raise LayoutError(
+            f"{op.name} ({op.kind}): expected {len(shapes)} {framework} tensors, "
+            f"got {len(tensors)}"
+        )
+    for i, (tensor, shape) in enumerate(zip(tensors, shapes, strict=True)):
+        if tuple(tensor.shape) != shape:
+            raise LayoutError(
+                f"{op.name} ({op.kind}) tensor {i}: expected {framework} shape "
+                f"{shape}, got {tuple(tensor.shape)}"
+            )
+
+
+def fold_batch_norm(
+    trained: list[ParamOp], folded: list[ParamOp], tensors: list
+) -> list:
+    """PyTorch-layout tensors of a spec's training form -> its folded inference form.
+
+    `trained` and `folded` are the parametric ops of the same spec without and with
+    `fold_batch_norm`; `tensors` holds one list per trained op, in state_dict order.
+    Each foldable batch norm (see the IR's `bn.foldable`) is merged into the
+    convolution before it:
+    scale = gamma / sqrt(var + eps), W' = W * scale (per output channel),
+    b' = (b - mean) * scale + beta.
+    """
+    if len(tensors) != len(trained):
+        raise LayoutError(
+            f"expected tensors for {len(trained)} ops, got {len(tensors)}"
+        )
+    out: list = []
+    i = 0
+    while i < len(trained):
+        op, arrays = trained[i], tensors[i]
+        _check(op, arrays, op.torch_shapes, "PyTorch")
+        following = trained[i + 1] if i + 1 < len(trained) else None
+        if (
+            op.kind in ("conv", "dwconv")
+            and following is not None
+            and following.kind == "bn"
+            and following.attrs["foldable"]
+        ):
+            bn_arrays = tensors[i + 1]
+            _check(following, bn_arrays, following.torch_shapes, "PyTorch")
+            gamma, beta, mean, var = bn_arrays
+            scale = gamma / (var + following.attrs["eps"]) ** 0.5
+            weight = arrays[0] * scale.reshape(-1, 1, 1, 1)
+            bias = arrays[1] if len(arrays) > 1 else mean * 0
+            out.append([weight, (bias - mean) * scale + beta])
+            i += 2
+        else:
+            out.append(list(arrays))
+            i += 1
+    if len(out) != len(folded):
+        raise LayoutError(
+            f"folding gave {len(out)} ops but the folded spec has {len(folded)}"
+        )
+    for op, arrays in zip(folded, out, strict=True):
+        _check(op, arrays, op.torch_shapes, "PyTorch")
+    return out

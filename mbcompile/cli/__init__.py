@@ -1,0 +1,125 @@
+"""Command line: argument parsing and exit codes only. Each subcommand is a module
+here with `add_arguments(parser)` and `run(args) -> int`; the work is in the
+pipeline (`mbcompile.compiler`) and the stages it calls."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL, SpecError, printable
+from .options import add_overrides_argument, add_spec_argument
+
+DESCRIPTION = """\
+Compile a MobileNet spec (YAML) to standalone Keras 3 or PyTorch source, or report
+its costs.
+
+examples:
+  mbcompile specs/v2.yaml --backend keras          -> generated/keras/v2.py
+  mbcompile specs/v2.yaml --backend torch -o m.py
+  mbcompile specs/v3_large.yaml --set width_multiplier=0.75 --report
+  mbcompile specs/v3_small.yaml --report --format json
+"""
+
+EPILOG = """\
+exit codes:
+  0  success
+  1  internal error (a bug in mbcompile; the message says where to report it)
+  2  bad input: the spec, an override or an argument (one line per problem,
+     naming file:line and field); no output file is written or changed
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mbcompile",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_spec_argument(parser)
+    parser.add_argument(
+        "--backend",
+        choices=("keras", "torch", "all"),
+        help="generate source for this framework (default without --report: all)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="output file ('-' for standard output); default generated/<backend>/<spec>.py",
+    )
+    add_overrides_argument(parser)
+    parser.add_argument(
+        "--fold-bn",
+        action="store_true",
+        help="emit the inference form: convolutions with bias instead of conv + batch "
+        "norm (--set fold_batch_norm=true; default output <spec>_folded.py; convert "
+        "trained weights with `mbcompile weights SPEC --fold-bn`)",
+    )
+    parser.add_argument("--report", action="store_true", help="print the cost report")
+    parser.add_argument(
+        "--format",
+        choices=("table", "json", "csv", "markdown"),
+        default="table",
+        help="cost report format (default: table)",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"mbcompile {__version__}"
+    )
+    return parser
+
+
+# Subcommands other than compiling: name -> (module, help). Each module defines
+# `add_arguments(parser)` and `run(args) -> int`, raising SpecError for bad input.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "costs": (".costs", "cost report of a spec (table, json, csv, markdown)"),
+    "compare": (".compare", "compare the costs of specs and --set variants"),
+    "plot": (".plot", "bar chart of MACs and parameters per block (PNG/SVG)"),
+    "diagram": (".diagram", "block-graph diagram as Mermaid, dot or SVG"),
+    "weights": (".weights", "convert weights between PyTorch and Keras files"),
+    "schema": (".schema", "print the spec JSON Schema (for editors)"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            import importlib
+
+            module_name, help_text = SUBCOMMANDS[argv[0]]
+            module = importlib.import_module(module_name, __package__)
+            sub = argparse.ArgumentParser(
+                prog=f"mbcompile {argv[0]}", description=help_text
+            )
+            module.add_arguments(sub)
+            return module.run(sub.parse_args(argv[1:]))
+        args = _parser().parse_args(argv)
+        from .compile import run
+
+        return run(args)
+    except SystemExit as exc:  # argparse: --help, --version, usage errors (code 2)
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    except SpecError as exc:
+        for line in str(exc).splitlines():
+            print(f"mbcompile: error: {line}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("mbcompile: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        where = ""
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        if tb is not None:
+            where = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
+        problem = printable(f"{type(exc).__name__}: {exc}{where}")  # one line
+        print(
+            f"mbcompile: internal error: {problem} "
+            "(this is a bug in mbcompile; please report it with the spec that caused it)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL

@@ -1,0 +1,31 @@
+"""`mbcompile costs SPEC`: the cost report, with `--explain` and `--layers`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import compiler
+from ..analysis.report import FORMATS, render
+from .options import add_overrides_argument, add_spec_argument
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_spec_argument(parser)
+    add_overrides_argument(parser)
+    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="(table) each depthwise-separable part against a standard convolution",
+    )
+    parser.add_argument(
+        "--layers", action="store_true", help="(table) one row per op as well"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    _, graph = compiler.load_and_expand(args.spec, args.overrides)
+    text = render(graph, args.format, explain=args.explain, layers=args.layers)
+    sys.stdout.write(text)
+    return 0

@@ -1,0 +1,42 @@
+"""`mbcompile diagram SPEC`: the block graph as Mermaid, dot or SVG."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import compiler
+from ..analysis.cost import report
+from ..analysis.diagram import FORMATS, SUFFIXES, dot, mermaid, render_svg
+from .options import add_overrides_argument, add_spec_argument
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_spec_argument(parser)
+    add_overrides_argument(parser)
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="mermaid, dot, or svg (rendered with Graphviz `dot`); default from the "
+        "-o suffix (.mmd, .dot/.gv, .svg), else mermaid",
+    )
+    parser.add_argument(
+        "-o", "--output", metavar="PATH", help="write here (default: standard output)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    fmt = args.format
+    if fmt is None and args.output:
+        fmt = SUFFIXES.get(Path(args.output).suffix.lower())
+    fmt = fmt or "mermaid"
+    _, graph = compiler.load_and_expand(args.spec, args.overrides)
+    rep = report(graph)
+    text = mermaid(graph, rep) if fmt == "mermaid" else dot(graph, rep)
+    if fmt == "svg":
+        text = render_svg(text)
+    target = compiler.write_output(text, args.output or "-", "", args.spec)
+    if target is not None:
+        print(f"mbcompile: wrote {target}", file=sys.stderr)
+    return 0

@@ -1,0 +1,148 @@
+"""Spec composition: `extends:` with deep-merge overrides, and `all_rows:`.
+
+`extends: base.yaml` (relative to the extending file's folder) loads the base spec,
+then merges this file on top: mappings merge key by key, lists and scalars replace.
+`all_rows:` is a mapping applied on top of every stage row whose block type has
+those keys (e.g. `all_rows: {k: 3, se: false}` turns a V3 table minimalistic).
+
+Merged data keeps where each value came from — a path -> (file, line) map — so an
+error in a value inherited from a base file names the base file and its line.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+
+from ..errors import SpecError, SpecErrors
+from ..ir.blocks import ROW_MODELS
+from .yamlsource import Located, parse, read_text
+
+KEYS = ("extends", "all_rows")  # consumed here, never seen by validation
+MAX_CHAIN = 16
+
+Origin = tuple[str, int | None]  # (file as displayed, line)
+
+
+class Composed(Located):
+    """Merged spec data with a path -> (file, line) origin for every value."""
+
+    def __init__(self, data: dict, origins: dict[tuple, Origin], source: str) -> None:
+        super().__init__(data, {p: line for p, (_, line) in origins.items()}, source)
+        self.origins = origins
+
+    def where(self, path: tuple) -> Origin:
+        """The file and line of `path`, or of its closest ancestor that has one."""
+        path = tuple(path)
+        while path:
+            if path in self.origins:
+                return self.origins[path]
+            path = path[:-1]
+        return self.origins.get((), (self.source, None))
+
+
+def load(path: Path, display: str) -> Composed:
+    """Read a spec and everything it extends, merged, with origins."""
+    return _load(Path(path), display, ())
+
+
+def _load(path: Path, display: str, chain: tuple[tuple[Path, str], ...]) -> Composed:
+    located = parse(read_text(path, display), display)
+    data = located.data
+    origins = {p: (display, line) for p, line in located.lines.items()}
+    if "extends" not in data:
+        return Composed(data, origins, display)
+    base_name = data.pop("extends")
+    at = {"source": display, "line": located.lines.get(("extends",))}
+    if not isinstance(base_name, str) or not base_name.strip():
+        raise SpecError("must be the path of a spec file", field="extends", **at)
+    here = (path.resolve(), display)
+    chain = (*chain, here)
+    base_path = path.parent / base_name
+    base_display = os.path.normpath(Path(display).parent / base_name)
+    names = " -> ".join([*(d for _, d in chain), base_display])
+    if base_path.resolve() in {p for p, _ in chain}:
+        raise SpecError(f"extends cycle: {names}", field="extends", **at)
+    if len(chain) >= MAX_CHAIN:
+        raise SpecError(
+            f"extends chain longer than {MAX_CHAIN} files: {names}",
+            field="extends",
+            **at,
+        )
+    if not base_path.is_file():
+        raise SpecError(f"base spec not found: {names}", field="extends", **at)
+    base = _load(base_path, base_display, chain)
+    merged, merged_origins = base.data, dict(base.origins)
+    _merge(merged, data, (), merged_origins, origins)
+    merged_origins[()] = origins[()]
+    return Composed(merged, merged_origins, display)
+
+
+def _merge(
+    base: dict, over: dict, path: tuple, origins: dict, over_origins: dict
+) -> None:
+    """Merge `over` into `base` in place: mappings recurse, everything else replaces."""
+    for key, value in over.items():
+        p = (*path, key)
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            origins[p] = over_origins[p]
+            _merge(base[key], value, p, origins, over_origins)
+            continue
+        base[key] = copy.deepcopy(value)
+        for q in [q for q in origins if q[: len(p)] == p]:
+            del origins[q]
+        origins.update({q: o for q, o in over_origins.items() if q[: len(p)] == p})
+
+
+def apply_all_rows(
+    data: dict, located: Composed, set_origins: dict[tuple, str]
+) -> None:
+    """Apply (and remove) `all_rows:`, after --set overrides.
+
+    Each key goes to the rows whose block type has that field; a key no row type has
+    is an error. A row key given with --set keeps its --set value.
+    """
+    if "all_rows" not in data:
+        return
+    values = data.pop("all_rows")
+    source, line = located.where(("all_rows",))
+    if not isinstance(values, dict):
+        raise SpecError(
+            "must be a mapping of row keys, e.g. {k: 3, se: false}",
+            source=source,
+            line=line,
+            field="all_rows",
+        )
+    fields = {name: set(model.model_fields) for name, model in ROW_MODELS.items()}
+    known = sorted(set().union(*fields.values()))
+    errors = []
+    for key in values:
+        if key not in known:
+            message = f"unknown row key '{key}'"
+            match = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            if match:
+                message += f" — did you mean '{match[0]}'?"
+            source, line = located.where(("all_rows", key))
+            errors.append(
+                SpecError(message, source=source, line=line, field=f"all_rows.{key}")
+            )
+    if errors:
+        raise SpecErrors(errors)
+    stages = data.get("stages")
+    if not isinstance(stages, list):
+        return  # validation reports it
+    for i, row in enumerate(stages):
+        if not isinstance(row, dict):
+            continue
+        row_fields = fields.get(row.get("block", data.get("block")), set())
+        for key, value in values.items():
+            target = ("stages", i, key)
+            if key not in row_fields or target in set_origins:
+                continue
+            row[key] = copy.deepcopy(value)
+            if ("all_rows", key) in set_origins:
+                set_origins[target] = set_origins[("all_rows", key)]
+            else:
+                located.origins[target] = located.where(("all_rows", key))

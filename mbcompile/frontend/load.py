@@ -1,0 +1,305 @@
+"""Load a spec: read the YAML (with `extends`), apply `--set` overrides and
+`all_rows`, validate, and locate every problem.
+
+Every error names file, line and field path, e.g.
+`specs/v2.yaml:14: stages[2].s: stride must be 1 or 2`; a value changed by `--set`
+is blamed on that `--set`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import SpecError, SpecErrors, shorten
+from ..ir.blocks import ROW_MODELS, ROW_TYPES
+from . import compose
+from .model import Spec
+from .yamlsource import scalar
+
+MAX_BLOCKS = 8192  # stage-table blocks in all (sum of n); MobileNets have 13-17
+
+
+class Locator:
+    """Turns a field path into a located SpecError: the file and line the value
+    came from, or the `--set` that changed it."""
+
+    def __init__(self, located: compose.Composed, origins: dict[tuple, str]) -> None:
+        self.located = located
+        self.origins = origins
+
+    def error(self, loc: tuple, message: str) -> SpecError:
+        field = _field_path(loc) or None
+        for origin_path, origin in self.origins.items():
+            # The value a --set changed, or (say, a row) something containing it.
+            inside = loc[: len(origin_path)] == origin_path
+            if inside or (loc and origin_path[: len(loc)] == loc):
+                return SpecError(message, source=origin, field=field)
+        source, line = self.located.where(loc)  # merged specs: the value's own file
+        return SpecError(message, source=source, line=line, field=field)
+
+
+class LoadedSpec(BaseModel):
+    """A validated spec plus where it came from."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    spec: Spec
+    source: str  # as the user named it
+    content_hash: str  # sha256 of the normalised, validated content
+    # Locates problems found after validation (e.g. in the expanded network).
+    locator: Locator | None = Field(default=None, exclude=True, repr=False)
+
+    def error(self, loc: tuple, message: str) -> SpecError:
+        if self.locator is None:
+            return SpecError(message, source=self.source, field=_field_path(loc))
+        return self.locator.error(loc, message)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
+    """Read, override and validate a spec file. Raises SpecError on bad input."""
+    display = str(path)
+    if not Path(display).name.isprintable():
+        # The file name is quoted in generated headers and in messages.
+        raise SpecError(
+            "file name contains control or invisible characters", source=display
+        )
+    located = compose.load(Path(path), display)  # `extends:` merged, with origins
+    data = copy.deepcopy(located.data)
+    origins: dict[tuple, str] = {}
+    for text in overrides:
+        field_path, value = _parse_override(text)
+        _apply_override(data, field_path, value, text)
+        origins[field_path] = f"--set {text}"
+    compose.apply_all_rows(data, located, origins)
+    spec = validate(data, located, origins)
+    return LoadedSpec(
+        spec=spec,
+        source=display,
+        content_hash=content_hash(spec),
+        locator=Locator(located, origins),
+    )
+
+
+def validate(
+    data: dict, located: compose.Composed, origins: dict[tuple, str] | None = None
+) -> Spec:
+    locator = Locator(located, origins or {})
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        found = [
+            _located_error(err, data, locator)
+            for err in exc.errors()
+            if not _inherits_bad_block(err, data)
+        ]
+        # In file order (pydantic reports in field order); --set problems last.
+        found.sort(key=lambda e: (e.line is None, e.source or "", e.line or 0))
+        raise SpecErrors(found) from None
+    problems = [locator.error(loc, message) for loc, message in _network_limits(spec)]
+    if problems:
+        raise SpecErrors(problems)
+    return spec
+
+
+def _inherits_bad_block(err: dict, data: dict) -> bool:
+    """A row's bad block type that it only inherits from a bad top-level `block:`
+    (reported once, there)."""
+    loc = err["loc"]
+    if err["type"] != "union_tag_invalid" or loc[:1] != ("stages",) or len(loc) != 2:
+        return False
+    row = _safe_get(data.get("stages"), loc[1])
+    return isinstance(row, dict) and "block" not in row
+
+
+def total_stride(spec: Spec) -> int:
+    """How much the feature map shrinks from input to the last block."""
+    stride = spec.stem.s
+    for row in spec.stages:
+        stride *= row.s
+    if spec.output_stride is not None:  # later strides become dilations
+        stride = min(stride, spec.output_stride)
+    return stride
+
+
+def _network_limits(spec: Spec) -> list[tuple[tuple, str]]:
+    """Limits that involve several fields, as (field path, message)."""
+    problems = []
+    stride = total_stride(spec)
+    if spec.resolution < stride:
+        problems.append(
+            (
+                ("resolution",),
+                f"{spec.resolution} is too small for this network (total stride "
+                f"{stride}; needs at least {stride})",
+            )
+        )
+    blocks = sum(row.n for row in spec.stages)
+    if blocks > MAX_BLOCKS:
+        problems.append(
+            (("stages",), f"{blocks} blocks in all (sum of n); at most {MAX_BLOCKS}")
+        )
+    return problems
+
+
+def content_hash(spec: Spec) -> str:
+    """Hash of the validated content: formatting, comments, key order, shorthands and
+    values spelled out at their default don't count (so neither do fields that later
+    versions add with a default)."""
+    # Top-level `block:` only fills in rows, which carry it after validation.
+    content = spec.model_dump(mode="json", exclude_defaults=True, exclude={"block"})
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _parse_override(text: str) -> tuple[tuple, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise SpecError("expected KEY=VALUE", source=f"--set {text}")
+    value = scalar(raw)  # a YAML scalar; lists, mappings and tags stay strings
+    parts: list[Any] = []
+    for part in key.strip().split("."):
+        # ASCII digits only: "²".isdigit() is true but int("²") fails.
+        parts.append(int(part) if part.isascii() and part.isdigit() else part)
+    return tuple(parts), value
+
+
+def _apply_override(data: Any, path: tuple, value: Any, text: str) -> None:
+    where = f"--set {text}"
+    node = data
+    for i, part in enumerate(path[:-1]):
+        child = _child(node, part)
+        if child is _MISSING:
+            shown = _dotted(path[: i + 1])
+            raise SpecError(f"no such field '{shown}' to set", source=where)
+        node = child
+    last = path[-1]
+    if isinstance(node, list):
+        if not isinstance(last, int) or not 0 <= last < len(node):
+            raise SpecError(f"no row {last} in '{_dotted(path[:-1])}'", source=where)
+        node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value  # unknown keys are reported by validation
+    else:
+        raise SpecError(f"'{_dotted(path[:-1])}' is not a mapping", source=where)
+
+
+_MISSING = object()
+
+
+def _child(node: Any, part: Any) -> Any:
+    if isinstance(node, dict) and isinstance(part, str):
+        if part == "conventions" and isinstance(node.get(part), str):
+            # `conventions: torchvision`, then --set conventions.bn_epsilon=...
+            node[part] = {"profile": node[part]}
+        child = node.get(part)
+        return _MISSING if child is None else child
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return _MISSING
+
+
+def _dotted(path: tuple) -> str:
+    return ".".join(str(p) for p in path)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _field_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    # pydantic adds the discriminator value (the block type) and validator names.
+    return tuple(
+        p for p in loc if p not in ROW_TYPES and not str(p).startswith("function-")
+    )
+
+
+def _located_error(err: dict, data: dict, locator: Locator) -> SpecError:
+    loc = _clean_loc(tuple(err["loc"]))
+    kind = err["type"]
+    message = err["msg"]
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        message = f"unknown key '{shorten(str(key))}'"
+        suggestion = _suggest(key, loc[:-1], data)
+        if suggestion:
+            message += f" — did you mean '{suggestion}'?"
+    elif kind == "missing":
+        message = f"missing required key '{loc[-1]}'"
+    elif kind == "union_tag_invalid":
+        message = f"unknown block type; expected one of {', '.join(ROW_TYPES)}"
+        loc = (*loc, "block")
+    elif kind == "union_tag_not_found":
+        message = (
+            "row does not name its block type; add 'block:' to the row or the spec"
+        )
+    elif kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    return locator.error(loc, message)
+
+
+def _suggest(key: Any, parent: tuple, data: dict) -> str | None:
+    model = _model_at(parent, data)
+    if model is None or not isinstance(key, str):
+        return None
+    names = list(model.model_fields) + (list(compose.KEYS) if model is Spec else [])
+    matches = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _model_at(path: tuple, data: Any) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at `path` of `data`."""
+    model: type[BaseModel] | None = Spec
+    node = data
+    i = 0
+    while i < len(path):
+        part = path[i]
+        if model is Spec and part == "stages":
+            if i + 1 >= len(path):
+                return None
+            row = _safe_get(_safe_get(node, "stages"), path[i + 1])
+            block = (
+                row.get("block", data.get("block")) if isinstance(row, dict) else None
+            )
+            model, node, i = ROW_MODELS.get(block), row, i + 2
+            continue
+        field = model.model_fields.get(part) if model else None
+        if field is None:
+            return None
+        model = _nested_model(field.annotation)
+        node = _safe_get(node, part)
+        i += 1
+    return model
+
+
+def _safe_get(node: Any, key: Any) -> Any:
+    try:
+        return node[key]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    candidates = getattr(annotation, "__args__", None) or (annotation,)
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None

@@ -1,0 +1,102 @@
+"""fused inverted residual (EdgeTPU, EfficientNetV2 FusedMBConv): a k x k full
+convolution expands (+BN+act) in place of 1x1 expand + depthwise, then a 1x1 linear
+projection; when the expansion keeps the width (t = 1) it is a single k x k
+conv-bn-act, as torchvision's FusedMBConv."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import model_validator
+
+from ...frontend.fields import (
+    Activation,
+    Channels,
+    Dilation,
+    Kernel,
+    Positive,
+    Repeats,
+    RowModel,
+    one_expansion,
+)
+from ...frontend.fields import Stride as StrideField
+from ..graph import Graph
+from . import base
+from .base import BlockType, Context, Spatial
+
+
+class FusedInvertedResidualRow(RowModel):
+    """Fused inverted residual (EdgeTPU, EfficientNetV2): a k x k full conv expands
+    (instead of 1x1 + depthwise), then a 1x1 linear projection; one k x k conv when
+    the expansion keeps the width (t = 1)."""
+
+    block: Literal["fused_inverted_residual"]
+    t: Positive | None = None
+    exp: Channels | None = None
+    c: Channels
+    n: Repeats = 1
+    s: StrideField = 1
+    k: Kernel = 3
+    act: Activation = "relu6"
+    dilation: Dilation = 1
+    residual: bool = True
+
+    @model_validator(mode="after")
+    def _expansion(self) -> FusedInvertedResidualRow:
+        one_expansion(self)
+        return self
+
+
+@dataclass(frozen=True)
+class Params:
+    in_c: int
+    exp_c: int
+    out_c: int
+    expand: bool  # False: one k x k conv-bn-act straight to out_c, no projection
+    conv: Spatial
+    act: str
+    residual: bool
+
+
+def resolve(ctx: Context, row: FusedInvertedResidualRow, stride: int, size) -> Params:
+    exp_c = base.expanded(ctx, row.t, row.exp)
+    out_c = ctx.scale(row.c, stage=True)
+    return Params(
+        in_c=ctx.in_c,
+        exp_c=exp_c,
+        out_c=out_c,
+        expand=exp_c != ctx.in_c,
+        conv=base.spatial(ctx, row.k, stride, row.dilation, size),
+        act=row.act,
+        residual=base.residual(row, stride, ctx.in_c, out_c),
+    )
+
+
+def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
+    shortcut = x
+    x = base.conv_bn_act(
+        graph,
+        x,
+        f"{name}.expand" if p.expand else f"{name}.conv",
+        out_c=p.exp_c if p.expand else p.out_c,
+        conv=p.conv,
+        act=p.act,
+        bn=ctx.bn(),
+    )
+    if p.expand:
+        x = base.pointwise(graph, x, f"{name}.project", p.out_c, None, ctx.bn())
+    if p.residual:
+        x = graph.add("add", [shortcut, x], f"{name}.add")
+    return x
+
+
+BLOCK = BlockType(
+    name="fused_inverted_residual",
+    row=FusedInvertedResidualRow,
+    resolve=resolve,
+    expand=expand,
+    template="fused_inverted_residual",
+    class_name="FusedInvertedResidual",
+    colour="#f4b6a6",
+)

@@ -1,0 +1,128 @@
+"""inverted residual (MobileNet V2): [1x1 expand] -> depthwise k x k -> [squeeze-
+excite] -> 1x1 linear projection [+ input].
+
+V2 rows give the expansion as a ratio `t` of the input (or an absolute `exp`). The
+parameters, the ops and the generated helper are shared with V3's bneck rows
+(bneck.py), which write the same block as the V3 paper's table does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import model_validator
+
+from ...frontend.fields import (
+    Activation,
+    Channels,
+    Dilation,
+    Kernel,
+    Positive,
+    Repeats,
+    RowModel,
+    SeRatio,
+    one_expansion,
+)
+from ...frontend.fields import Stride as StrideField
+from ..graph import Graph
+from . import base
+from .base import BlockType, Context, Spatial, SqueezeExcite
+
+
+class InvertedResidualRow(RowModel):
+    """MobileNet V2 row (t, c, n, s): expansion ratio, out channels, repeats, stride.
+
+    Options: `exp` (absolute expanded channels instead of `t`), squeeze-excite
+    (`se`, `se_ratio`), `dilation`, and `residual: false` to drop the shortcut.
+    """
+
+    block: Literal["inverted_residual"]
+    t: Positive | None = None
+    exp: Channels | None = None
+    c: Channels
+    n: Repeats = 1
+    s: StrideField = 1
+    k: Kernel = 3
+    act: Activation = "relu6"
+    se: bool = False
+    se_ratio: SeRatio = 0.25
+    dilation: Dilation = 1
+    residual: bool = True
+
+    @model_validator(mode="after")
+    def _expansion(self) -> InvertedResidualRow:
+        one_expansion(self)
+        return self
+
+
+@dataclass(frozen=True)
+class Params:
+    in_c: int
+    exp_c: int  # the depthwise conv's width: the expanded width, or in_c without one
+    out_c: int
+    expand: bool  # a 1x1 expand conv exists (see Conventions.expand_conv)
+    dw: Spatial
+    act: str
+    se: SqueezeExcite | None
+    residual: bool
+
+
+def resolve(ctx: Context, row: InvertedResidualRow, stride: int, size) -> Params:
+    exp_c = base.expanded(ctx, row.t, row.exp)
+    # torchvision tests the ratio, not the rounded width: `expand_ratio != 1`
+    changes_width = row.t != 1 if row.t is not None else exp_c != ctx.in_c
+    return resolve_expanded(ctx, row, stride, size, exp_c, changes_width)
+
+
+def resolve_expanded(
+    ctx: Context, row, stride: int, size, exp_c: int, changes_width: bool
+) -> Params:
+    """Parameters of an inverted residual (or bneck) row whose expansion is known."""
+    out_c = ctx.scale(row.c, stage=True)
+    expand_conv = base.needs_expand(ctx, changes_width)
+    if not expand_conv:
+        exp_c = ctx.in_c  # no layer changes the width: the depthwise sees the input
+    return Params(
+        in_c=ctx.in_c,
+        exp_c=exp_c,
+        out_c=out_c,
+        expand=expand_conv,
+        dw=base.spatial(ctx, row.k, stride, row.dilation, size),
+        act=row.act,
+        se=base.squeeze(ctx, row.se, exp_c, row.se_ratio),
+        residual=base.residual(row, stride, ctx.in_c, out_c),
+    )
+
+
+def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
+    shortcut = x
+    if p.expand:
+        x = base.pointwise(graph, x, f"{name}.expand", p.exp_c, p.act, ctx.bn())
+    x = base.conv_bn_act(
+        graph,
+        x,
+        f"{name}.dw",
+        out_c=p.exp_c,
+        conv=p.dw,
+        act=p.act,
+        bn=ctx.bn(),
+        depthwise=True,
+    )
+    if p.se is not None:
+        x = base.squeeze_excite(graph, x, f"{name}.se", p.se)
+    x = base.pointwise(graph, x, f"{name}.project", p.out_c, None, ctx.bn())
+    if p.residual:
+        x = graph.add("add", [shortcut, x], f"{name}.add")
+    return x
+
+
+BLOCK = BlockType(
+    name="inverted_residual",
+    row=InvertedResidualRow,
+    resolve=resolve,
+    expand=expand,
+    template="inverted_residual",
+    class_name="InvertedResidual",
+    colour="#f7d08a",
+)
