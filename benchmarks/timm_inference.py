@@ -25,7 +25,7 @@ from pathlib import Path
 from _common import NOISE_NOTE, ROOT, SPECS, header, import_source, interleaved
 
 sys.path.insert(0, str(ROOT / "tests"))
-from timm_models import create  # noqa: E402 - tests/ holds the one timm import helper
+from timm_models import create  # tests/ holds the one timm import helper
 
 TARGET = 1.02
 DEFAULT_MODELS = ("mobilenetv4_conv_small", "efficientnet_b0", "mobilenetv3_large_100")
@@ -76,8 +76,8 @@ def main(argv=None) -> int:
                     worst = float((want - got).abs().max())
                     timings = interleaved(
                         {
-                            "timm": lambda x=x: reference(x),
-                            "generated": lambda x=x: generated(x),
+                            "timm": lambda m=reference, x=x: m(x),
+                            "generated": lambda m=generated, x=x: m(x),
                         },
                         args.repeats,
                         args.warmup,

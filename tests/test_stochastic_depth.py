@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from timm_models import create
 
 from helpers import (
     SPECS,
@@ -18,6 +17,7 @@ from helpers import (
     run_keras,
     run_torch,
 )
+from timm_models import create
 
 EFFICIENTNET = SPECS / "timm" / "efficientnet_b0.yaml"
 RATE = ["drop_path_rate=0.2", "resolution=64"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from timm_models import count_macs, create, parameter_counts
 
 from helpers import (
     ROOT,
@@ -24,6 +23,7 @@ from helpers import (
     run_torch,
 )
 from mbcompile import cli, compiler
+from timm_models import count_macs, create, parameter_counts
 
 TIMM_SPECS = sorted((ROOT / "specs" / "timm").glob("*.yaml"))
 NAMES = [path.stem for path in TIMM_SPECS]
