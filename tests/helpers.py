@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mbcompile import compiler
+from mbcompile.backends.keras import layer_names
 from mbcompile.backends.weights import keras_to_torch, param_ops, torch_to_keras
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,15 +63,15 @@ def build(spec_path, backend: str, tmp_path: Path, overrides=()):
 
 def torch_param_modules(model):
     """The modules holding weights, in registration order: the IR's parametric ops
-    (layer scale is the generated LayerScale module)."""
+    (layer scale: the generated LayerScale module, timm's LayerScale2d)."""
     from torch import nn
 
     kinds = (nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.Linear)
-    return [
-        m
-        for m in model.modules()
-        if isinstance(m, kinds) or type(m).__name__ == "LayerScale"
-    ]
+    return [m for m in model.modules() if isinstance(m, kinds) or is_layer_scale(m)]
+
+
+def is_layer_scale(module) -> bool:
+    return type(module).__name__ in ("LayerScale", "LayerScale2d")
 
 
 def is_batch_norm(module) -> bool:
@@ -84,7 +85,7 @@ def torch_tensors_live(module):
     running statistics), as the module holds them."""
     if is_batch_norm(module):
         return [module.weight, module.bias, module.running_mean, module.running_var]
-    if type(module).__name__ == "LayerScale":
+    if is_layer_scale(module):
         return [module.gamma]
     return [module.weight] + ([module.bias] if module.bias is not None else [])
 
@@ -119,7 +120,7 @@ def randomize_torch(model, images: np.ndarray, seed: int = 0) -> None:
     momenta = {m: m.momentum for m in modules if is_batch_norm(m)}
     with torch.no_grad():
         for module in modules:
-            if type(module).__name__ == "LayerScale":
+            if is_layer_scale(module):
                 module.gamma.copy_(torch.rand(module.gamma.shape, generator=gen) + 0.5)
             elif is_batch_norm(module):
                 n = module.num_features
@@ -156,10 +157,18 @@ def keras_arrays(layer) -> list[np.ndarray]:
 # ----------------------------------------------------------------------- porting
 
 
+def keras_layers_in_ir_order(graph, model) -> list:
+    """The model's weighted layers in the IR's parametric order, found by name (Keras
+    orders its layers otherwise around parallel branches)."""
+    layers = [model.get_layer(name) for name in layer_names(graph)]
+    assert len(layers) == len(keras_weighted_layers(model))
+    return layers
+
+
 def port_torch_to_keras(graph, torch_model, keras_model) -> None:
     ops = param_ops(graph)
     modules = torch_param_modules(torch_model)
-    layers = keras_weighted_layers(keras_model)
+    layers = keras_layers_in_ir_order(graph, keras_model)
     assert len(ops) == len(modules) == len(layers), (
         len(ops),
         len(modules),
@@ -171,7 +180,7 @@ def port_torch_to_keras(graph, torch_model, keras_model) -> None:
 
 def port_keras_to_torch(graph, keras_model, torch_model) -> None:
     ops = param_ops(graph)
-    layers = keras_weighted_layers(keras_model)
+    layers = keras_layers_in_ir_order(graph, keras_model)
     groups = [
         keras_to_torch(op, keras_arrays(layer))
         for op, layer in zip(ops, layers, strict=True)

@@ -90,6 +90,46 @@ def test_live_tensors_kept_until_their_last_use():
     assert rep.total("elementwise_ops") == 32
 
 
+def test_attention_by_hand():
+    """2 heads of 4x4 = 16 queries against 2x2 = 4 keys: scores 2 * 16 * 4 = 128,
+    MACs 128 * (key width 4 + value width 3); its scores and their softmax are held
+    while it runs, besides its inputs and output."""
+    g = Graph()
+    x = g.add("input", [], "input", shape=(1, 4, 4))
+    q = g.add("upsample", [g.add("avgpool", [x], "pool", size=1)], "q", factor=1)
+    q = g.add(
+        "conv", [q], "qp", in_c=1, out_c=8, kernel=1, groups=1, padding=(0, 0), **CONV
+    )
+    k = g.add(
+        "conv",
+        [x],
+        "kp",
+        in_c=1,
+        out_c=4,
+        kernel=2,
+        groups=1,
+        padding=(0, 0),
+        **{**CONV, "stride": 2},
+    )
+    v = g.add(
+        "conv",
+        [x],
+        "vp",
+        in_c=1,
+        out_c=3,
+        kernel=2,
+        groups=1,
+        padding=(0, 0),
+        **{**CONV, "stride": 2},
+    )
+    g.add("attention", [q, k, v], "att", heads=2, key_dim=4, value_dim=3)
+    rep = report(g, "attention", 4)
+    att = rep.layers[-1]
+    assert att.macs == 128 * 7 and att.shape == (6, 4, 4)
+    # held: q (8 x 16), k (4 x 4), v (3 x 4), out (6 x 16), scores and softmax
+    assert att.live == 128 + 16 + 12 + 96 + 2 * 128
+
+
 def canonical(name):
     _, graph = compiler.load_and_expand(SPECS / f"{name}.yaml")
     return compiler.cost_report(graph)

@@ -1,10 +1,11 @@
 """Deployment: generated models export and run outside their framework's eager mode.
 
-For every canonical spec, two timm specs (MobileNetV4-Conv-S, with universal
-inverted bottlenecks, and EfficientNet-B0, with SiLU and sigmoid-gated
-squeeze-excite) and from `examples/` (when it exists) the first model that returns
-one tensor and the first backbone that returns named feature maps, with random
-weights (batch-norm statistics included) and random inputs:
+For every canonical spec, three timm specs (MobileNetV4-Conv-S, with universal
+inverted bottlenecks; EfficientNet-B0, with SiLU and sigmoid-gated squeeze-excite;
+MobileNetV4-Hybrid-M, with multi-query attention) and from `examples/` (when it
+exists) the first model that returns one tensor and the first backbone that returns
+named feature maps, with random weights (batch-norm statistics included) and random
+inputs:
 
 - PyTorch: `torch.export` (dynamic batch, saved and reloaded as .pt2), ONNX through
   the dynamo exporter run by onnxruntime, and `torch.jit.script` (saved and reloaded);
@@ -48,7 +49,11 @@ pytestmark = pytest.mark.filterwarnings(
 # cores at 224, and the canonical specs already cover 224 for every exporter.
 EXAMPLE_RESOLUTION = 128
 
-TIMM_EXPORTED = ("mobilenetv4_conv_small", "efficientnet_b0")
+TIMM_EXPORTED = (
+    "mobilenetv4_conv_small",
+    "efficientnet_b0",
+    "mobilenetv4_hybrid_medium",
+)
 
 # The key under which a model's single output tensor is compared.
 SINGLE = "output"

@@ -22,7 +22,7 @@ from helpers import (
     difference,
     expects_pixels,
     import_source,
-    keras_weighted_layers,
+    keras_layers_in_ir_order,
     load_torch_groups,
     random_images,
     randomize_torch,
@@ -71,7 +71,7 @@ def test_folded_models_compute_the_training_form(spec, overrides, tmp_path):
     folded = fold_batch_norm(param_ops(graph), ops, per_op)
     load_torch_groups(folded_torch, folded)
     for op, layer, arrays in zip(
-        ops, keras_weighted_layers(folded_keras), folded, strict=True
+        ops, keras_layers_in_ir_order(folded_graph, folded_keras), folded, strict=True
     ):
         layer.set_weights(torch_to_keras(op, arrays))
 

@@ -72,11 +72,35 @@ def test_depthwise_multiplier_multiplies_channels():
             "does not fit",
         ),
         ("conv", {**CONV, "in_c": 3, "out_c": 0}, [(3, 8, 8)], "empty tensor"),
+        (
+            "attention",
+            {"heads": 2, "key_dim": 4, "value_dim": 3},
+            [(6, 4, 4), (4, 2, 2), (3, 2, 2)],
+            "not 2 x 4",
+        ),
+        (
+            "attention",
+            {"heads": 2, "key_dim": 4, "value_dim": 3},
+            [(8, 4, 4), (4, 2, 2), (3, 1, 1)],
+            "differ",
+        ),
     ],
 )
 def test_structural_errors(kind, attrs, inputs, message):
     with pytest.raises(IRError, match=message):
         infer_shape(kind, attrs, inputs, "node")
+
+
+def test_attention_pooling_and_upsampling_shapes():
+    attention = {"heads": 2, "key_dim": 4, "value_dim": 3}
+    queries, keys, values = (8, 4, 5), (4, 2, 3), (3, 2, 3)
+    assert infer_shape("attention", attention, [queries, keys, values], "a") == (
+        6,
+        4,
+        5,
+    )
+    assert infer_shape("avgpool", {"size": 2}, [(8, 5, 4)], "p") == (8, 2, 2)
+    assert infer_shape("upsample", {"factor": 2}, [(8, 2, 2)], "u") == (8, 4, 4)
 
 
 def test_graph_rejects_duplicates_and_checks_order():

@@ -34,7 +34,7 @@ from helpers import (
     build,
     expects_pixels,
     keras_arrays,
-    keras_weighted_layers,
+    keras_layers_in_ir_order,
     port_torch_to_keras,
     random_images,
     randomize_torch,
@@ -127,7 +127,7 @@ def test_one_sgd_step_agrees(name, conventions, tmp_path, worst_differences):
 
     ops = param_ops(graph)
     modules = torch_param_modules(torch_model)
-    layers = keras_weighted_layers(keras_model)
+    layers = keras_layers_in_ir_order(graph, keras_model)
     # copies: torch_tensors() are views of the live parameters
     before = [
         [a.copy() for a in torch_to_keras(op, torch_tensors(m))]

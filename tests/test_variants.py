@@ -225,7 +225,9 @@ def test_feature_tap_errors(tmp_path):
 
 # The options of the newer families on every row type that has them: universal
 # inverted bottlenecks in all their forms (the stride on each of their depthwise
-# convs, layer scale), squeeze-excite on depthwise-separable rows (sigmoid gate,
+# convs, layer scale), multi-query attention (keys and values downsampled by a 5x5
+# conv, queries pooled, value width apart), squeeze-excite on depthwise-separable
+# rows (sigmoid gate,
 # width from the input), FBNet's forced expansion, groups of rows (timm's stages),
 # depth scaling, stochastic depth and a MobileNetV4 head.
 MODERN_OPTIONS = """
@@ -248,6 +250,8 @@ stages:
     - {start: 0, k: 0, t: 2, c: 32}
     - {start: 0, k: 3, end: 5, t: 4, c: 40, s: 2, stride_on: end}
     - {start: 3, k: 5, end: 3, t: 2, c: 40, act: hardswish}
+    - {block: mobile_attention, heads: 2, key_dim: 16, value_dim: 24, kv_stride: 2, k: 5, c: 40, layer_scale: 0.1}
+    - {block: mobile_attention, heads: 3, key_dim: 8, query_stride: 2, c: 40}
   - {block: conv_bn_act, c: 96, k: 1, act: relu}
 head:
   hidden: {c: 128, act: relu, norm: true}

@@ -57,7 +57,9 @@ def parameter_counts(model) -> tuple[int, int]:
 
 def count_macs(model, resolution: int) -> int:
     """Multiply-accumulates of every Conv2d and Linear for one image, counted by
-    forward hooks on timm's own modules (out elements x in/groups x kh x kw)."""
+    forward hooks on timm's own modules (out elements x in/groups x kh x kw), and of
+    both matrix products of every multi-query attention (heads x queries x keys x
+    (key width + value width))."""
     import torch
 
     total = 0
@@ -72,12 +74,23 @@ def count_macs(model, resolution: int) -> int:
         nonlocal total
         total += module.in_features * module.out_features
 
+    def attention(module, inputs, output):
+        nonlocal total
+        x = inputs[0]
+        stride_h, stride_w = module.query_strides
+        queries = (x.shape[2] // stride_h) * (x.shape[3] // stride_w)
+        keys = module.key(x)[0, 0].numel()  # the downsampled key map's positions
+        widths = module.key_dim + module.value_dim
+        total += module.num_heads * queries * keys * widths
+
     hooks = []
     for module in model.modules():
         if isinstance(module, torch.nn.Conv2d):
             hooks.append(module.register_forward_hook(conv))
         elif isinstance(module, torch.nn.Linear):
             hooks.append(module.register_forward_hook(linear))
+        elif type(module).__name__ == "MultiQueryAttention2d":
+            hooks.append(module.register_forward_hook(attention))
     try:
         with torch.no_grad():
             model(torch.zeros(1, 3, resolution, resolution))

@@ -4,14 +4,16 @@ Per node, and summed per block and per stage-table row:
 
 - trainable parameters: conv/dense weights and biases, batch-norm gamma and beta;
 - batch-norm statistics: moving mean and variance (Keras' non-trainable weights);
-- MACs: multiply-accumulates of convolutions and dense layers only, the convention
-  of the MobileNet papers (bias, batch norm, activations, adds and pooling excluded);
+- MACs: multiply-accumulates of convolutions, dense layers and attention's two
+  matrix products (queries x keys, weights x values), the convention of the MobileNet
+  papers (bias, batch norm, activations, adds and pooling excluded);
 - the operations MACs leave out, each on its own line so other counters can be
   reconciled: batch norm (2 per element: the inference-time scale and shift),
   activations (1 per element), elementwise add/mul/rescale (1 per element; rescale
   2) and average pooling (1 per input element, the sum);
 - activations: elements of each op's output tensor (batch 1), and the peak of live
-  tensors when the ops run in the graph's order.
+  tensors when the ops run in the graph's order (an attention op also holds its
+  score map and the softmax of it while it runs).
 
 fvcore's FlopCountAnalysis counts convolutions and linear layers as MACs, batch norm
 in eval mode as 2 per element and adaptive average pooling as 1 per input element,
@@ -257,6 +259,16 @@ def node_cost(graph: Graph, node_id: str, live: int = 0) -> NodeCost:
     elif kind == "scale":
         counts["params"] = a["channels"]
         counts["elementwise_ops"] = out
+    elif kind == "attention":
+        scores = attention_scores(graph, node_id)
+        # queries x keys, then attention weights x values
+        counts["macs"] = scores * (a["key_dim"] + a["value_dim"])
+        counts["elementwise_ops"] = scores  # scaling the scores
+        counts["act_ops"] = scores  # their softmax
+    elif kind == "avgpool":
+        counts["pool_ops"] = math.prod(graph.shape(graph.inputs(node_id)[0]))
+    elif kind == "upsample":
+        counts["elementwise_ops"] = 4 * out  # bilinear: four taps per output
     elif kind in ("add", "mul"):
         counts["elementwise_ops"] = out
     elif kind == "rescale":
@@ -268,11 +280,26 @@ def node_cost(graph: Graph, node_id: str, live: int = 0) -> NodeCost:
     )
 
 
+def attention_scores(graph: Graph, node_id: str) -> int:
+    """Elements of an attention op's score map: heads x queries x keys."""
+    a = graph.node(node_id)["attrs"]
+    query, key, _ = (graph.shape(n) for n in graph.inputs(node_id))
+    return a["heads"] * query[1] * query[2] * key[1] * key[2]
+
+
+def workspace(graph: Graph, node_id: str) -> int:
+    """Elements an op holds only while it runs: attention's scores and their softmax
+    (both alive at once when the attention is computed unfused)."""
+    if graph.node(node_id)["kind"] == "attention":
+        return 2 * attention_scores(graph, node_id)
+    return 0
+
+
 def live_elements(graph: Graph) -> dict[str, int]:
     """Elements held while each op runs, executing ops in graph order: its inputs,
-    its output and every earlier tensor still needed later. No op works in place and
-    a tensor is freed right after its last use, so the maximum is a lower bound on
-    what an inference runtime without in-place ops must hold."""
+    its output, its workspace and every earlier tensor still needed later. No op
+    works in place and a tensor is freed right after its last use, so the maximum
+    is what an inference runtime without in-place ops must hold."""
     position = {n: i for i, n in enumerate(graph.order)}
     last_use = {n: position[n] for n in graph.order}
     for node_id in graph.order:
@@ -285,7 +312,7 @@ def live_elements(graph: Graph) -> dict[str, int]:
     held, live = 0, {}
     for i, node_id in enumerate(graph.order):
         held += math.prod(graph.shape(node_id))
-        live[node_id] = held
+        live[node_id] = held + workspace(graph, node_id)
         held -= sum(math.prod(graph.shape(n)) for n in frees.get(i, ()))
     return live
 

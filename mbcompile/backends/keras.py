@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..analysis.cost import block_name
 from ..ir.blocks.base import Spatial
 from ..ir.graph import Graph
 from . import naming
-from .render import options, spell_padding
+from .render import BlockView, block_views, options, spell_padding
 
 ACTIVATIONS = {
     "relu": "layers.ReLU(name=name)",
@@ -16,6 +17,7 @@ ACTIVATIONS = {
     "hardswish": 'layers.Activation("hard_swish", name=name)',
     "hardsigmoid": 'layers.Activation("hard_sigmoid", name=name)',
     "swish": 'layers.Activation("swish", name=name)',
+    "gelu": 'layers.Activation("gelu", name=name)',  # exact: approximate=False
     "sigmoid": 'layers.Activation("sigmoid", name=name)',
     "identity": "layers.Identity(name=name)",
 }
@@ -33,6 +35,54 @@ def keras_pad(conv: Spatial) -> tuple | None:
     return ((top, bottom), (left, right))
 
 
+def layer_names(graph: Graph) -> list[str]:
+    """The Keras layer holding each parametric op of the graph, in the IR's order
+    (the generated model's `model.get_layer(name)`)."""
+    net = graph.network
+    names = naming.keras_names(net.conventions, net.family)
+    views = {b.index: b for b in block_views(graph)}
+    found = []
+    for node_id in graph.parametric():
+        block = graph.blocks[graph.node(node_id)["block"]]
+        view = views[block.index]
+        part = node_id.removeprefix(block_name(graph, block.index) + ".")
+        if block.role in ("stem", "head"):
+            found.append(names[block.role][part == "bn"])
+        elif block.role == "classifier":
+            hidden, hidden_bn = names["hidden"]
+            found.append(
+                names["logits"]
+                if part == "logits"
+                else (hidden_bn if part.endswith("bn") else hidden)
+            )
+        elif block.type == "conv_bn_act":
+            found.append(view_names(view, names)[part == "bn"])
+        else:
+            found.append(
+                naming.keras_layer_name(
+                    names, view.template, part, block_id(view, names)
+                )
+            )
+    return found
+
+
+def block_id(b: BlockView, names: dict[str, Any]) -> int | str:
+    """A stage-table block's id in Keras names: timm's "<stage>_<block>", or
+    keras.applications' count (from 1 in V1, from 0 elsewhere)."""
+    if names["block_id_type"] == "str":
+        return f"{b.group}_{b.position}"
+    return b.number + names["first_block_id"]
+
+
+def view_names(b: BlockView, names: dict[str, Any]) -> tuple[str, str]:
+    """(conv, bn) names of a conv_bn_act stage-table row."""
+    patterns = names["conv_bn_act"]
+    return tuple(
+        naming.fill(patterns[part], block_id=block_id(b, names))
+        for part in ("conv", "bn")
+    )
+
+
 def shape_comment(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in (*shape[1:], shape[0]))
 
@@ -43,20 +93,12 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
     spell_padding(ctx["blocks"], keras_pad)
     for b in ctx["blocks"]:
         b.x["shape"] = shape_comment(b.shape)
-        if b.number is not None:  # timm: "<stage>_<block>", else a count
-            b.x["block_id"] = (
-                f"{b.group}_{b.position}"
-                if names["block_id_type"] == "str"
-                else b.number + names["first_block_id"]
-            )
+        if b.number is not None:
+            b.x["block_id"] = block_id(b, names)
         if b.role in ("stem", "head"):
             b.x["names"] = names[b.role]
         elif b.type == "conv_bn_act":  # a stage-table row
-            patterns = names["conv_bn_act"]
-            b.x["names"] = tuple(
-                naming.fill(patterns[part], block_id=b.x["block_id"])
-                for part in ("conv", "bn")
-            )
+            b.x["names"] = view_names(b, names)
     conventions = net.conventions
     shared = options(graph, ctx["blocks"])
     se_act = {shared["se"].act} if shared["se"] else set()  # the SE helper's
@@ -69,6 +111,7 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
         "names": names,
         "m": {
             **shared,
+            "uses_ops": "mobile_attention" in ctx["templates"],  # keras.ops
             "names": names,
         },
         "input_comment": shape_comment(graph.shape("input")),

@@ -69,6 +69,29 @@ _KERAS_EXTRAS = {
         "drop_path": "{prefix}drop_path",
         "add": "{prefix}add",
     },
+    # timm's names (no reference in keras.applications), under an "mqa_" prefix.
+    "mobile_attention": {
+        **{
+            "prefix": "mqa_{block_id}_",
+            "first_prefix": "mqa_{block_id}_",
+            "drop_path": "{prefix}drop_path",
+            "add": "{prefix}add",
+        },
+        "norm": "{prefix}norm",
+        "query_pool": "{prefix}attn_query_down_pool",
+        "query_norm": "{prefix}attn_query_norm",
+        "query_proj": "{prefix}attn_query_proj",
+        "key_down": "{prefix}attn_key_down_conv",
+        "key_norm": "{prefix}attn_key_norm",
+        "key_proj": "{prefix}attn_key_proj",
+        "value_down": "{prefix}attn_value_down_conv",
+        "value_norm": "{prefix}attn_value_norm",
+        "value_proj": "{prefix}attn_value_proj",
+        "attention": "{prefix}attn",
+        "upsample": "{prefix}attn_output_upsample",
+        "output_proj": "{prefix}attn_output_proj",
+        "layer_scale": "{prefix}layer_scale",
+    },
     # The squeeze-excite inside a block, after the block's "se" prefix.
     "squeeze_excite": {
         "pool": "{name}avg_pool",
@@ -220,6 +243,23 @@ TIMM_KERAS: dict[str, Any] = {
         "dw_end_bn": "{prefix}dw_end_bn",
         "layer_scale": "{prefix}layer_scale",
     },
+    "mobile_attention": {
+        **_TIMM_BLOCK,
+        "norm": "{prefix}norm",
+        "query_pool": "{prefix}attn_query_down_pool",
+        "query_norm": "{prefix}attn_query_norm",
+        "query_proj": "{prefix}attn_query_proj",
+        "key_down": "{prefix}attn_key_down_conv",
+        "key_norm": "{prefix}attn_key_norm",
+        "key_proj": "{prefix}attn_key_proj",
+        "value_down": "{prefix}attn_value_down_conv",
+        "value_norm": "{prefix}attn_value_norm",
+        "value_proj": "{prefix}attn_value_proj",
+        "attention": "{prefix}attn",
+        "upsample": "{prefix}attn_output_upsample",
+        "output_proj": "{prefix}attn_output_proj",
+        "layer_scale": "{prefix}layer_scale",
+    },
     "squeeze_excite": {
         "pool": "{name}pool",
         "reduce": "{name}conv_reduce",
@@ -266,3 +306,75 @@ def fstring(pattern: str) -> str:
 
 def fill(pattern: str, **values: Any) -> str:
     return pattern.format(**values)
+
+
+# Each block's weighted Keras layers by the IR op they hold (the op's name after the
+# block's: `expand.conv`), as keys of the block's naming table; `se.` parts are the
+# squeeze-excite table's under the block's "se" prefix. Weights move between the
+# frameworks by these names: where a block has parallel branches (attention's
+# queries, keys and values), Keras orders its layers otherwise than the IR.
+KERAS_WEIGHTS: dict[str, dict[str, str]] = {
+    "depthwise_separable": {
+        "dw.conv": "dw",
+        "dw.bn": "dw_bn",
+        "se.fc1": "se.reduce",
+        "se.fc2": "se.expand",
+        "pw.conv": "pw",
+        "pw.bn": "pw_bn",
+    },
+    "inverted_residual": {
+        "expand.conv": "expand",
+        "expand.bn": "expand_bn",
+        "dw.conv": "dw",
+        "dw.bn": "dw_bn",
+        "se.fc1": "se.reduce",
+        "se.fc2": "se.expand",
+        "project.conv": "project",
+        "project.bn": "project_bn",
+    },
+    "fused_inverted_residual": {
+        "expand.conv": "expand",
+        "expand.bn": "expand_bn",
+        "conv.conv": "conv",
+        "conv.bn": "conv_bn",
+        "project.conv": "project",
+        "project.bn": "project_bn",
+    },
+    "universal_inverted_residual": {
+        **{
+            f"{part}.{layer}": part + ("_bn" if layer == "bn" else "")
+            for part in ("dw_start", "expand", "dw_mid", "project", "dw_end")
+            for layer in ("conv", "bn")
+        },
+        "layer_scale": "layer_scale",
+    },
+    "mobile_attention": {
+        "norm": "norm",
+        "query.norm": "query_norm",
+        "query.proj": "query_proj",
+        "key.down.conv": "key_down",
+        "key.down.bn": "key_norm",
+        "key.proj": "key_proj",
+        "value.down.conv": "value_down",
+        "value.down.bn": "value_norm",
+        "value.proj": "value_proj",
+        "output.proj": "output_proj",
+        "layer_scale": "layer_scale",
+    },
+}
+
+
+def keras_layer_name(
+    names: dict[str, Any], template: str, part: str, block_id: Any
+) -> str:
+    """The Keras name of the weighted layer holding IR op `part` of a block."""
+    table = names[template]
+    key = KERAS_WEIGHTS[template][part]
+    values: dict[str, Any] = {"block_id": block_id}
+    if "prefix" in table:
+        first = not block_id and "first_prefix" in table
+        values["prefix"] = fill(table["first_prefix" if first else "prefix"], **values)
+    if key.startswith("se."):
+        se_name = fill(table["se"], **values)
+        return fill(names["squeeze_excite"][key[3:]], name=se_name)
+    return fill(table[key], **values)

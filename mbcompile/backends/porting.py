@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import SpecError
 from ..ir.graph import Graph
+from .keras import layer_names
 from .weights import (
     ParamOp,
     fold_batch_norm,
@@ -70,15 +71,19 @@ def convert(
         groups = fold_batch_norm(trained_ops, ops, groups)
     with tempfile.TemporaryDirectory(prefix="mbcompile-weights-") as scratch:
         build = _builder(graph, Path(scratch))
+        # Keras' layer order differs from the IR's around parallel branches:
+        # its layers are found by name (layer_names: the IR's order).
         if direction[0] == "keras":
-            arrays = _read_keras(build("keras"), source, Path(scratch))
+            model = build("keras")
+            arrays = _read_keras(model, source, Path(scratch))
+            weighted = _keras_weighted_layers(model)
+            by_name = {layer.name: a for layer, a in zip(weighted, arrays, strict=True)}
+            arrays = [by_name[name] for name in layer_names(graph)]
             groups = [keras_to_torch(op, a) for op, a in zip(ops, arrays, strict=True)]
         if direction[1] == "keras":
             model = build("keras")
-            for op, layer, tensors in zip(
-                ops, _keras_weighted_layers(model), groups, strict=True
-            ):
-                layer.set_weights(torch_to_keras(op, tensors))
+            for op, name, tensors in zip(ops, layer_names(graph), groups, strict=True):
+                model.get_layer(name).set_weights(torch_to_keras(op, tensors))
             _atomic(target, lambda tmp: model.save_weights(tmp))
         else:
             state = _torch_state(torch, build("torch"), groups)

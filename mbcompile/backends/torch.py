@@ -19,6 +19,7 @@ ACTIVATIONS = {
     "hardswish": "nn.Hardswish(inplace=True)",
     "hardsigmoid": "nn.Hardsigmoid(inplace=True)",
     "swish": "nn.SiLU(inplace=True)",
+    "gelu": "nn.GELU()",
     "sigmoid": "nn.Sigmoid()",
     "identity": "nn.Identity()",
 }
@@ -29,6 +30,7 @@ SE_MODULES = {
     "hardswish": "nn.Hardswish()",
     "hardsigmoid": "nn.Hardsigmoid()",
     "swish": "nn.SiLU()",
+    "gelu": "nn.GELU()",
     "sigmoid": "nn.Sigmoid()",
     "identity": "nn.Identity()",
 }
@@ -84,6 +86,9 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
             "uses_drop_path": "drop_path" in kinds,
             "uses_layer_scale": "scale" in kinds,
             "uses_convnormact": timm and "universal_inverted_residual" in templates,
+            # timm's conv, batch-norm and activation helpers: its blocks and
+            # attention are built from them
+            "uses_timm_layers": timm or "mobile_attention" in templates,
             "se_modules": SE_MODULES,
         },
         "timm": timm,

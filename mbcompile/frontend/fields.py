@@ -19,6 +19,7 @@ ACTIVATIONS = (
     "hardswish",
     "hardsigmoid",
     "swish",
+    "gelu",  # exact (erf), as timm's and torch's default
     "sigmoid",
     "identity",
 )

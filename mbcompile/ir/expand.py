@@ -10,7 +10,7 @@ from ..errors import SpecError
 from ..frontend.load import LoadedSpec
 from ..frontend.model import Spec
 from .blocks import BLOCK_TYPES, classifier, conv_bn_act
-from .blocks.base import POINTWISE, Context, Spatial, padding, spatial_convs
+from .blocks.base import POINTWISE, Context, Spatial, padding
 from .graph import Graph, IRError, Network
 
 
@@ -53,10 +53,12 @@ def network(loaded: LoadedSpec) -> Network:
 
 def feature_taps(spec: Spec, graph: Graph, source: str) -> dict[str, int]:
     """Output name -> block index of each feature tap (0 = stem)."""
-    strides, total = [], 1
+    # Total strides from the blocks' output sizes (attention downsamples keys inside
+    # a block without striding the network); round() as odd sizes halve up.
+    strides, total, size = [], 1, spec.resolution
     for block in graph.blocks:
-        for conv in spatial_convs(block.params).values():
-            total *= conv.stride
+        total *= round(size / block.out_shape[1])
+        size = block.out_shape[1]
         strides.append(total)
     last_at = {s: i for i, s in enumerate(strides)}  # stride -> its last block
     if spec.features == "each_stride":

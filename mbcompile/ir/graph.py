@@ -26,6 +26,9 @@ Op kinds and their attributes:
 | dense     | in_f, out_f, bias |
 | dropout   | rate |
 | drop_path | rate (stochastic depth of a residual branch: drops whole samples in training) |
+| attention | heads, key_dim, value_dim: multi-query attention of three feature maps, queries (heads * key_dim, H, W) against one key (key_dim, h, w) and one value (value_dim, h, w) head shared by all query heads; out (heads * value_dim, H, W). No weights: its projections are convs around it |
+| avgpool   | size (a size x size average pool, stride size, no padding) |
+| upsample  | factor (bilinear, half-pixel centres) |
 | scale     | channels (a learned per-channel factor: layer scale) |
 | flatten   | |
 """
@@ -56,6 +59,9 @@ KINDS = (
     "dropout",
     "drop_path",
     "scale",
+    "attention",
+    "avgpool",
+    "upsample",
     "flatten",
 )
 
@@ -268,6 +274,27 @@ def infer_shape(kind: str, a: dict, ins: list[tuple], name: str) -> tuple[int, .
         if ins[1] != (c, 1, 1):
             raise IRError(f"{name}: gate shape {ins[1]} does not fit {ins[0]}")
         shape = ins[0]
+    elif kind == "attention":
+        need(3)
+        query, key, value = (feature_map(shape) for shape in ins)
+        heads, key_dim, value_dim = a["heads"], a["key_dim"], a["value_dim"]
+        if query[0] != heads * key_dim:
+            raise IRError(
+                f"{name}: queries have {query[0]} channels, not {heads} x {key_dim}"
+            )
+        if key[0] != key_dim or value[0] != value_dim:
+            raise IRError(f"{name}: key {key} or value {value} of the wrong width")
+        if key[1:] != value[1:]:
+            raise IRError(f"{name}: keys {key[1:]} and values {value[1:]} differ")
+        shape = (heads * value_dim, *query[1:])
+    elif kind == "avgpool":
+        need(1)
+        c, h, w = feature_map(ins[0])
+        shape = (c, h // a["size"], w // a["size"])
+    elif kind == "upsample":
+        need(1)
+        c, h, w = feature_map(ins[0])
+        shape = (c, h * a["factor"], w * a["factor"])
     elif kind == "pool":
         need(1)
         c, _, _ = feature_map(ins[0])

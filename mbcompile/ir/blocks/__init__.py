@@ -15,6 +15,7 @@ from . import (
     depthwise_separable,
     fused_inverted_residual,
     inverted_residual,
+    mobile_attention,
     universal_inverted_residual,
 )
 from .base import BlockType
@@ -29,6 +30,7 @@ BLOCK_TYPES: dict[str, BlockType] = {
         bneck,
         fused_inverted_residual,
         universal_inverted_residual,
+        mobile_attention,
         conv_bn_act,
         classifier,
     )
