@@ -11,7 +11,7 @@ Target: generated ≤ 1.02× timm.
     python benchmarks/timm_inference.py [--models mobilenetv4_conv_small ...]
         [--threads 2] [--batch 1 8] [--repeats 30]
 
-timm is imported through tests/timm_models.py (torchvision's __init__ does not
+timm is imported through tests/reference_models.py (torchvision's __init__ does not
 import with the CPU build of torch); nothing is downloaded.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from _common import NOISE_NOTE, ROOT, SPECS, header, import_source, interleaved
 
 sys.path.insert(0, str(ROOT / "tests"))
-from timm_models import create  # tests/ holds the one timm import helper
+from reference_models import create  # tests/ holds the one timm import helper
 
 TARGET = 1.02
 DEFAULT_MODELS = ("mobilenetv4_conv_small", "efficientnet_b0", "mobilenetv3_large_100")

@@ -17,7 +17,7 @@ from helpers import (
     run_keras,
     run_torch,
 )
-from timm_models import create
+from reference_models import create
 
 EFFICIENTNET = SPECS / "timm" / "efficientnet_b0.yaml"
 RATE = ["drop_path_rate=0.2", "resolution=64"]

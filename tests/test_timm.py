@@ -3,7 +3,7 @@ norm statistics and MACs, timm's state_dict (keys, order, shapes) loading strict
 into the generated PyTorch model, and the same logits from both generated models
 (the Keras one given timm's weights through `mbcompile weights`).
 
-timm is imported through tests/timm_models.py (torchvision's __init__ does not
+timm is imported through tests/reference_models.py (torchvision's __init__ does not
 import with the CPU torch); models are built with pretrained=False.
 """
 
@@ -23,7 +23,7 @@ from helpers import (
     run_torch,
 )
 from mbcompile import cli, compiler
-from timm_models import count_macs, create, parameter_counts
+from reference_models import count_macs, create, parameter_counts
 
 TIMM_SPECS = sorted((ROOT / "specs" / "timm").glob("*.yaml"))
 NAMES = [path.stem for path in TIMM_SPECS]

@@ -208,7 +208,7 @@ def test_errors_teach_for_new_keys(tmp_path):
         "11: stages[3]: a row with dilation > 1 needs s: 1",
         "12: stages[4].block: unknown block type; expected one of depthwise_separable, "
         "inverted_residual, bneck, fused_inverted_residual, "
-        "universal_inverted_residual, conv_bn_act",
+        "universal_inverted_residual, mobile_attention, conv_bn_act",
         "13: head: pool: none needs include_top: false (logits need pooling)",
         "14: incude_top: unknown key 'incude_top' — did you mean 'include_top'?",
     ]
@@ -279,7 +279,7 @@ def test_modern_options_agree(tmp_path, overrides, worst_differences):
 
 
 def test_modern_options_reach_the_ir(tmp_path):
-    from timm_models import import_timm
+    from reference_models import import_timm
 
     path = tmp_path / "modern_options.yaml"
     path.write_text(MODERN_OPTIONS)

@@ -67,8 +67,9 @@ def depthwise_separable(
     return x
 
 
-def build_model() -> keras.Model:
-    """A freshly initialised mobilenet_v1 that returns logits."""
+def build_model(num_classes: int = 1000, dropout: float = 0.001) -> keras.Model:
+    """A freshly initialised mobilenet_v1 that returns logits: 1000 classes and
+    dropout 0.001 as its spec says, or others for fine-tuning."""
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
     # One block per line, as the paper's table (unwrapped, hence fmt: off).
@@ -92,7 +93,7 @@ def build_model() -> keras.Model:
     # fmt: on
     # The classifier as 1x1 convolutions on the pooled 1x1 map, as keras.applications.
     x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
-    x = layers.Dropout(0.001, name="dropout")(x)
-    x = layers.Conv2D(1000, 1, name="conv_preds")(x)
-    x = layers.Flatten(name="flatten")(x)  # 1000
+    x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Conv2D(num_classes, 1, name="conv_preds")(x)
+    x = layers.Flatten(name="flatten")(x)
     return keras.Model(inputs, x, name="mobilenet_v1")

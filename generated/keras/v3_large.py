@@ -16,6 +16,17 @@ ACTIVATIONS = {
     "hardswish": lambda name: layers.Activation("hard_swish", name=name),
     "relu": lambda name: layers.ReLU(name=name),
 }
+# torchvision's initialisation of its MobileNets: convolutions kaiming-normal (fan
+# out), linear layers N(0, 0.01); biases zero, batch norm ones and zeros (Keras').
+CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+DENSE_INIT = keras.initializers.RandomNormal(0.0, 0.01)
+
+
+def depthwise_init(channels: int) -> keras.initializers.Initializer:
+    """torchvision's fan-out of a depthwise conv counts every channel; Keras' one."""
+    return keras.initializers.VarianceScaling(
+        2.0 / channels, "fan_out", "untruncated_normal"
+    )
 
 
 def batch_norm(name: str) -> layers.Layer:
@@ -36,7 +47,15 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=
     """Conv2D (no bias) -> BatchNormalization -> activation; `names` = (conv, bn)."""
     name, bn_name = names
     x, padding = padded(x, pad, name + "_pad")
-    conv = layers.Conv2D(filters, kernel, stride, padding, use_bias=False, name=name)
+    conv = layers.Conv2D(
+        filters,
+        kernel,
+        stride,
+        padding,
+        kernel_initializer=CONV_INIT,
+        use_bias=False,
+        name=name,
+    )
     x = batch_norm(bn_name)(conv(x))
     return ACTIVATIONS[act](f"{name}_{act}")(x)
 
@@ -48,9 +67,11 @@ def squeeze_excite(x, squeeze_c: int, name: str):
     """
     channels = x.shape[-1]
     s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}avg_pool")(x)
-    s = layers.Conv2D(squeeze_c, 1, name=f"{name}conv")(s)
+    s = layers.Conv2D(squeeze_c, 1, kernel_initializer=CONV_INIT, name=f"{name}conv")(s)
     s = ACTIVATIONS["relu"](f"{name}relu")(s)
-    s = layers.Conv2D(channels, 1, name=f"{name}conv_1")(s)
+    s = layers.Conv2D(channels, 1, kernel_initializer=CONV_INIT, name=f"{name}conv_1")(
+        s
+    )
     s = layers.ReLU(6.0, name=f"{name}hard_sigmoid")(s + 3.0) * (1.0 / 6.0)
     return layers.Multiply(name=f"{name}mul")([x, s])
 
@@ -73,26 +94,44 @@ def inverted_residual(
     prefix = f"expanded_conv_{block_id}_" if block_id else "expanded_conv_"
     shortcut = x
     if expanded is not None:
-        x = layers.Conv2D(expanded, 1, use_bias=False, name=f"{prefix}expand")(x)
+        x = layers.Conv2D(
+            expanded,
+            1,
+            kernel_initializer=CONV_INIT,
+            use_bias=False,
+            name=f"{prefix}expand",
+        )(x)
         x = batch_norm(f"{prefix}expand_bn")(x)
         x = ACTIVATIONS[act](f"{prefix}expand_{act}")(x)
     x, padding = padded(x, pad, f"{prefix}depthwise_pad")
     x = layers.DepthwiseConv2D(
-        kernel, stride, padding, use_bias=False, name=f"{prefix}depthwise"
+        kernel,
+        stride,
+        padding,
+        depthwise_initializer=depthwise_init(x.shape[-1]),
+        use_bias=False,
+        name=f"{prefix}depthwise",
     )(x)
     x = batch_norm(f"{prefix}depthwise_bn")(x)
     x = ACTIVATIONS[act](f"{prefix}depthwise_{act}")(x)
     if se:
         x = squeeze_excite(x, se, f"{prefix}squeeze_excite_")
-    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}project")(x)
+    x = layers.Conv2D(
+        filters,
+        1,
+        kernel_initializer=CONV_INIT,
+        use_bias=False,
+        name=f"{prefix}project",
+    )(x)
     x = batch_norm(f"{prefix}project_bn")(x)
     if residual:
         x = layers.Add(name=f"{prefix}add")([shortcut, x])
     return x
 
 
-def build_model() -> keras.Model:
-    """A freshly initialised mobilenet_v3_large that returns logits."""
+def build_model(num_classes: int = 1000, dropout: float = 0.2) -> keras.Model:
+    """A freshly initialised mobilenet_v3_large that returns logits: 1000 classes and
+    dropout 0.2 as its spec says, or others for fine-tuning."""
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
     # One block per line, as the paper's table (unwrapped, hence fmt: off).
@@ -118,8 +157,8 @@ def build_model() -> keras.Model:
     x = conv_bn_act(x, 960, 1, 1, "hardswish", names=("conv_1", "conv_1_bn"))  # 7x7x960
     # fmt: on
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = layers.Dense(1280, name="conv_2")(x)
+    x = layers.Dense(1280, kernel_initializer=DENSE_INIT, name="conv_2")(x)
     x = ACTIVATIONS["hardswish"]("conv_2_hardswish")(x)
-    x = layers.Dropout(0.2, name="dropout")(x)
-    x = layers.Dense(1000, name="logits")(x)  # 1000
+    x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dense(num_classes, kernel_initializer=DENSE_INIT, name="logits")(x)
     return keras.Model(inputs, x, name="mobilenet_v3_large")

@@ -11,6 +11,27 @@ from ..ir.graph import Graph
 from . import naming
 from .render import BlockView, block_views, options, spell_padding
 
+# Initialisers each scheme passes to the layers it creates (see the model
+# template's definitions; "keras" keeps Keras' own defaults, as keras.applications).
+INITIALIZERS = {
+    "torchvision": {
+        "conv": "kernel_initializer=CONV_INIT, ",
+        "depthwise": "depthwise_initializer=depthwise_init(x.shape[-1]), ",
+        "dense": "kernel_initializer=DENSE_INIT, ",
+        "attention": "kernel_initializer=CONV_INIT, ",
+        "attention_depthwise": "depthwise_initializer=depthwise_init(x.shape[-1]), ",
+    },
+    "timm": {
+        "conv": "kernel_initializer=CONV_INIT, ",
+        "depthwise": "depthwise_initializer=CONV_INIT, ",
+        "dense": "kernel_initializer=dense_init({units}), ",
+        "attention": "",
+        "attention_depthwise": "",
+    },
+    "keras": dict.fromkeys(
+        ("conv", "depthwise", "dense", "attention", "attention_depthwise"), ""
+    ),
+}
 ACTIVATIONS = {
     "relu": "layers.ReLU(name=name)",
     "relu6": "layers.ReLU(6.0, name=name)",
@@ -112,6 +133,10 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
         "m": {
             **shared,
             "uses_ops": "mobile_attention" in ctx["templates"],  # keras.ops
+            "init": {
+                "scheme": conventions.initialization,
+                **INITIALIZERS[conventions.initialization],
+            },
             "names": names,
         },
         "input_comment": shape_comment(graph.shape("input")),

@@ -2,11 +2,15 @@
 
 Generated files must pass `ruff format --check`, but the compiler does not depend on
 ruff, so the few layouts our templates produce are reproduced here: a call that fits
-on its line stays there; otherwise its arguments move to one indented line; if that
-is still too long, one argument per line with a trailing comma.
+on its line stays there; a layer called on its input (`layers.Conv2D(...)(x)`) whose
+construction still fits splits the call on `x`; otherwise its arguments move to one
+indented line; if that is still too long, one argument per line with a trailing
+comma.
 """
 
 from __future__ import annotations
+
+import re
 
 LINE_LENGTH = 88
 
@@ -44,6 +48,10 @@ def call(indent: int, head: str, args: str, tail: str = "", comment: str = "") -
     one_line = f"{pad}{head}{', '.join(parts)}){tail}{note}"
     if len(one_line) <= LINE_LENGTH or not parts:
         return one_line
+    chained = re.fullmatch(r"\((\w+)\)", tail)  # `layer(...)(x)`: split `(x)` first
+    first = f"{pad}{head}{', '.join(parts)})("
+    if chained and len(first) <= LINE_LENGTH:
+        return f"{first}\n{pad}    {chained[1]}\n{pad}){note}"
     inner = " " * (indent + 4)
     joined = f"{inner}{', '.join(parts)}"
     if len(joined) <= LINE_LENGTH:

@@ -90,6 +90,8 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
             # attention are built from them
             "uses_timm_layers": timm or "mobile_attention" in templates,
             "se_modules": SE_MODULES,
+            "init": net.conventions.initialization,
+            "uses_attention": "mobile_attention" in templates,
         },
         "timm": timm,
         "templates": templates,
@@ -100,6 +102,7 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
         "timm_layers": env.get_template("torch/timm_layers.py.j2").module,
         "drop_path": env.get_template("torch/drop_path.py.j2").module,
         "layer_scale": env.get_template("torch/layer_scale.py.j2").module,
+        "init": env.get_template("torch/init.py.j2").module,
         "bn_eps": repr(net.conventions.bn_epsilon),
         "bn_momentum": repr(net.conventions.bn_momentum),
         "input_comment": shape_comment(graph.shape("input")),

@@ -49,6 +49,12 @@ class Conventions:
     # layer as a 1x1 conv on the pooled map, the logits a Linear).
     classifier: str
     input_rescaling: bool  # Keras V3's Rescaling(1/127.5, offset=-1) at the input
+    # How build_model() initialises weights: "torchvision" (kaiming-normal fan-out
+    # convolutions, N(0, 0.01) linear layers), "timm" (TensorFlow's EfficientNet
+    # scheme: N(0, sqrt(2 / fan_out)) convolutions counting groups, U(+-1/sqrt(out))
+    # classifier, xavier-uniform attention projections) or "keras" (glorot-uniform
+    # kernels, Keras' layer defaults); batch norm always ones and zeros.
+    initialization: str
 
 
 # Values that differ per network family are given as {family: value, "default": ...}.
@@ -67,6 +73,7 @@ _PROFILE_TABLE: dict[str, dict[str, Any]] = {
         "se_rounding": "floor",
         "classifier": "linear",
         "input_rescaling": False,
+        "initialization": "torchvision",
     },
     "keras_applications": {
         "stride2_padding": {"v1": "end", "default": "same"},
@@ -86,6 +93,7 @@ _PROFILE_TABLE: dict[str, dict[str, Any]] = {
         "se_rounding": "exact",
         "classifier": {"v2": "linear", "default": "conv1x1"},
         "input_rescaling": {"v1": False, "v2": False, "default": True},
+        "initialization": "keras",
     },
     # timm 1.0 (timm/models/mobilenetv3.py, efficientnet.py, _efficientnet_builder.py):
     # PyTorch's BN defaults, make_divisible everywhere, the MobileNetV3 class's head
@@ -106,6 +114,7 @@ _PROFILE_TABLE: dict[str, dict[str, Any]] = {
         "se_rounding": "exact",
         "classifier": "conv_head",
         "input_rescaling": False,
+        "initialization": "timm",
     },
 }
 

@@ -64,6 +64,7 @@ class ConventionsSpec(Strict):
     se_rounding: Literal["floor", "exact", "round"] | None = None
     classifier: Literal["linear", "conv1x1", "conv_head"] | None = None
     input_rescaling: bool | None = None
+    initialization: Literal["torchvision", "timm", "keras"] | None = None
 
     @model_validator(mode="before")
     @classmethod

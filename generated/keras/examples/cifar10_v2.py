@@ -15,6 +15,17 @@ BN_MOMENTUM = 0.9  # Keras convention: 1 - PyTorch's 0.1
 ACTIVATIONS = {
     "relu6": lambda name: layers.ReLU(6.0, name=name),
 }
+# torchvision's initialisation of its MobileNets: convolutions kaiming-normal (fan
+# out), linear layers N(0, 0.01); biases zero, batch norm ones and zeros (Keras').
+CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+DENSE_INIT = keras.initializers.RandomNormal(0.0, 0.01)
+
+
+def depthwise_init(channels: int) -> keras.initializers.Initializer:
+    """torchvision's fan-out of a depthwise conv counts every channel; Keras' one."""
+    return keras.initializers.VarianceScaling(
+        2.0 / channels, "fan_out", "untruncated_normal"
+    )
 
 
 def batch_norm(name: str) -> layers.Layer:
@@ -35,7 +46,15 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=
     """Conv2D (no bias) -> BatchNormalization -> activation; `names` = (conv, bn)."""
     name, bn_name = names
     x, padding = padded(x, pad, name + "_pad")
-    conv = layers.Conv2D(filters, kernel, stride, padding, use_bias=False, name=name)
+    conv = layers.Conv2D(
+        filters,
+        kernel,
+        stride,
+        padding,
+        kernel_initializer=CONV_INIT,
+        use_bias=False,
+        name=name,
+    )
     x = batch_norm(bn_name)(conv(x))
     return ACTIVATIONS[act](f"{name}_{act}")(x)
 
@@ -57,24 +76,42 @@ def inverted_residual(
     prefix = f"block_{block_id}_" if block_id else "expanded_conv_"
     shortcut = x
     if expanded is not None:
-        x = layers.Conv2D(expanded, 1, use_bias=False, name=f"{prefix}expand")(x)
+        x = layers.Conv2D(
+            expanded,
+            1,
+            kernel_initializer=CONV_INIT,
+            use_bias=False,
+            name=f"{prefix}expand",
+        )(x)
         x = batch_norm(f"{prefix}expand_BN")(x)
         x = ACTIVATIONS[act](f"{prefix}expand_{act}")(x)
     x, padding = padded(x, pad, f"{prefix}pad")
     x = layers.DepthwiseConv2D(
-        kernel, stride, padding, use_bias=False, name=f"{prefix}depthwise"
+        kernel,
+        stride,
+        padding,
+        depthwise_initializer=depthwise_init(x.shape[-1]),
+        use_bias=False,
+        name=f"{prefix}depthwise",
     )(x)
     x = batch_norm(f"{prefix}depthwise_BN")(x)
     x = ACTIVATIONS[act](f"{prefix}depthwise_{act}")(x)
-    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}project")(x)
+    x = layers.Conv2D(
+        filters,
+        1,
+        kernel_initializer=CONV_INIT,
+        use_bias=False,
+        name=f"{prefix}project",
+    )(x)
     x = batch_norm(f"{prefix}project_BN")(x)
     if residual:
         x = layers.Add(name=f"{prefix}add")([shortcut, x])
     return x
 
 
-def build_model() -> keras.Model:
-    """A freshly initialised mobilenet_v2_cifar10 that returns logits."""
+def build_model(num_classes: int = 10, dropout: float = 0.2) -> keras.Model:
+    """A freshly initialised mobilenet_v2_cifar10 that returns logits: 10 classes and
+    dropout 0.2 as its spec says, or others for fine-tuning."""
     inputs = keras.Input(shape=(32, 32, 3), name="input")
     x = inputs
     # One block per line, as the paper's table (unwrapped, hence fmt: off).
@@ -102,6 +139,6 @@ def build_model() -> keras.Model:
     x = conv_bn_act(x, 1280, 1, 1, "relu6", names=("Conv_1", "Conv_1_bn"))  # 4x4x1280
     # fmt: on
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = layers.Dropout(0.2, name="dropout")(x)
-    x = layers.Dense(10, name="predictions")(x)  # 10
+    x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dense(num_classes, kernel_initializer=DENSE_INIT, name="predictions")(x)
     return keras.Model(inputs, x, name="mobilenet_v2_cifar10")

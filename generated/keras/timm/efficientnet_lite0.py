@@ -15,6 +15,15 @@ BN_MOMENTUM = 0.9  # Keras convention: 1 - PyTorch's 0.1
 ACTIVATIONS = {
     "relu6": lambda name: layers.ReLU(6.0, name=name),
 }
+# timm's initialisation (its _init_weight_goog, from TensorFlow's EfficientNet):
+# convolutions N(0, sqrt(2 / fan_out)), fan_out = k * k * out / groups as Keras counts
+# it, linear layers U(+-1 / sqrt(out)); attention projections Keras' glorot-uniform,
+# as timm's MultiQueryAttention2d; biases zero, batch norm ones and zeros.
+CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+
+
+def dense_init(units: int) -> keras.initializers.Initializer:
+    return keras.initializers.RandomUniform(-(units**-0.5), units**-0.5)
 
 
 def batch_norm(name: str) -> layers.Layer:
@@ -35,7 +44,15 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=
     """Conv2D (no bias) -> BatchNormalization -> activation; `names` = (conv, bn)."""
     name, bn_name = names
     x, padding = padded(x, pad, name + "_pad")
-    conv = layers.Conv2D(filters, kernel, stride, padding, use_bias=False, name=name)
+    conv = layers.Conv2D(
+        filters,
+        kernel,
+        stride,
+        padding,
+        kernel_initializer=CONV_INIT,
+        use_bias=False,
+        name=name,
+    )
     x = batch_norm(bn_name)(conv(x))
     return ACTIVATIONS[act](f"{name}_{act}")(x)
 
@@ -58,12 +75,19 @@ def depthwise_separable(
         kernel,
         stride,
         padding,
+        depthwise_initializer=CONV_INIT,
         use_bias=False,
         name=f"{prefix}conv_dw",
     )(x)
     x = batch_norm(f"{prefix}bn1")(x)
     x = ACTIVATIONS[act](f"{prefix}conv_dw_{act}")(x)
-    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}conv_pw")(x)
+    x = layers.Conv2D(
+        filters,
+        1,
+        kernel_initializer=CONV_INIT,
+        use_bias=False,
+        name=f"{prefix}conv_pw",
+    )(x)
     x = batch_norm(f"{prefix}bn2")(x)
     if pw_act:
         x = ACTIVATIONS[act](f"{prefix}conv_pw_{act}")(x)
@@ -87,24 +111,42 @@ def inverted_residual(
     prefix = f"blocks_{block_id}_"
     shortcut = x
     if expanded is not None:
-        x = layers.Conv2D(expanded, 1, use_bias=False, name=f"{prefix}conv_pw")(x)
+        x = layers.Conv2D(
+            expanded,
+            1,
+            kernel_initializer=CONV_INIT,
+            use_bias=False,
+            name=f"{prefix}conv_pw",
+        )(x)
         x = batch_norm(f"{prefix}bn1")(x)
         x = ACTIVATIONS[act](f"{prefix}conv_pw_{act}")(x)
     x, padding = padded(x, pad, f"{prefix}conv_dw_pad")
     x = layers.DepthwiseConv2D(
-        kernel, stride, padding, use_bias=False, name=f"{prefix}conv_dw"
+        kernel,
+        stride,
+        padding,
+        depthwise_initializer=CONV_INIT,
+        use_bias=False,
+        name=f"{prefix}conv_dw",
     )(x)
     x = batch_norm(f"{prefix}bn2")(x)
     x = ACTIVATIONS[act](f"{prefix}conv_dw_{act}")(x)
-    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}conv_pwl")(x)
+    x = layers.Conv2D(
+        filters,
+        1,
+        kernel_initializer=CONV_INIT,
+        use_bias=False,
+        name=f"{prefix}conv_pwl",
+    )(x)
     x = batch_norm(f"{prefix}bn3")(x)
     if residual:
         x = layers.Add(name=f"{prefix}add")([shortcut, x])
     return x
 
 
-def build_model() -> keras.Model:
-    """A freshly initialised efficientnet_lite0 that returns logits."""
+def build_model(num_classes: int = 1000, dropout: float = 0.0) -> keras.Model:
+    """A freshly initialised efficientnet_lite0 that returns logits: 1000 classes and
+    dropout 0.0 as its spec says, or others for fine-tuning."""
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
     # One block per line, as the paper's table (unwrapped, hence fmt: off).
@@ -134,6 +176,8 @@ def build_model() -> keras.Model:
     # The hidden layer as a 1x1 conv on the pooled 1x1 map (timm's conv_head).
     x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Dropout(0.0, name="dropout")(x)
-    x = layers.Dense(1000, name="classifier")(x)  # 1000
+    x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dense(
+        num_classes, kernel_initializer=dense_init(num_classes), name="classifier"
+    )(x)
     return keras.Model(inputs, x, name="efficientnet_lite0")

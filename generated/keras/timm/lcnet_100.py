@@ -16,6 +16,15 @@ ACTIVATIONS = {
     "hardswish": lambda name: layers.Activation("hard_swish", name=name),
     "relu": lambda name: layers.ReLU(name=name),
 }
+# timm's initialisation (its _init_weight_goog, from TensorFlow's EfficientNet):
+# convolutions N(0, sqrt(2 / fan_out)), fan_out = k * k * out / groups as Keras counts
+# it, linear layers U(+-1 / sqrt(out)); attention projections Keras' glorot-uniform,
+# as timm's MultiQueryAttention2d; biases zero, batch norm ones and zeros.
+CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+
+
+def dense_init(units: int) -> keras.initializers.Initializer:
+    return keras.initializers.RandomUniform(-(units**-0.5), units**-0.5)
 
 
 def batch_norm(name: str) -> layers.Layer:
@@ -36,7 +45,15 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=
     """Conv2D (no bias) -> BatchNormalization -> activation; `names` = (conv, bn)."""
     name, bn_name = names
     x, padding = padded(x, pad, name + "_pad")
-    conv = layers.Conv2D(filters, kernel, stride, padding, use_bias=False, name=name)
+    conv = layers.Conv2D(
+        filters,
+        kernel,
+        stride,
+        padding,
+        kernel_initializer=CONV_INIT,
+        use_bias=False,
+        name=name,
+    )
     x = batch_norm(bn_name)(conv(x))
     return ACTIVATIONS[act](f"{name}_{act}")(x)
 
@@ -48,9 +65,13 @@ def squeeze_excite(x, squeeze_c: int, name: str):
     """
     channels = x.shape[-1]
     s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}pool")(x)
-    s = layers.Conv2D(squeeze_c, 1, name=f"{name}conv_reduce")(s)
+    s = layers.Conv2D(
+        squeeze_c, 1, kernel_initializer=CONV_INIT, name=f"{name}conv_reduce"
+    )(s)
     s = ACTIVATIONS["relu"](f"{name}act1")(s)
-    s = layers.Conv2D(channels, 1, name=f"{name}conv_expand")(s)
+    s = layers.Conv2D(
+        channels, 1, kernel_initializer=CONV_INIT, name=f"{name}conv_expand"
+    )(s)
     s = layers.ReLU(6.0, name=f"{name}gate")(s + 3.0) * (1.0 / 6.0)
     return layers.Multiply(name=f"{name}mul")([x, s])
 
@@ -73,6 +94,7 @@ def depthwise_separable(
         kernel,
         stride,
         padding,
+        depthwise_initializer=CONV_INIT,
         use_bias=False,
         name=f"{prefix}conv_dw",
     )(x)
@@ -80,14 +102,21 @@ def depthwise_separable(
     x = ACTIVATIONS[act](f"{prefix}conv_dw_{act}")(x)
     if se:
         x = squeeze_excite(x, se, f"{prefix}se_")
-    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}conv_pw")(x)
+    x = layers.Conv2D(
+        filters,
+        1,
+        kernel_initializer=CONV_INIT,
+        use_bias=False,
+        name=f"{prefix}conv_pw",
+    )(x)
     x = batch_norm(f"{prefix}bn2")(x)
     x = ACTIVATIONS[act](f"{prefix}conv_pw_{act}")(x)
     return x
 
 
-def build_model() -> keras.Model:
-    """A freshly initialised lcnet_100 that returns logits."""
+def build_model(num_classes: int = 1000, dropout: float = 0.0) -> keras.Model:
+    """A freshly initialised lcnet_100 that returns logits: 1000 classes and
+    dropout 0.0 as its spec says, or others for fine-tuning."""
     inputs = keras.Input(shape=(224, 224, 3), name="input")
     x = inputs
     # One block per line, as the paper's table (unwrapped, hence fmt: off).
@@ -111,9 +140,11 @@ def build_model() -> keras.Model:
     # fmt: on
     # The hidden layer as a 1x1 conv on the pooled 1x1 map (timm's conv_head).
     x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
-    x = layers.Conv2D(1280, 1, name="conv_head")(x)
+    x = layers.Conv2D(1280, 1, kernel_initializer=CONV_INIT, name="conv_head")(x)
     x = ACTIVATIONS["hardswish"]("conv_head_hardswish")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Dropout(0.0, name="dropout")(x)
-    x = layers.Dense(1000, name="classifier")(x)  # 1000
+    x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dense(
+        num_classes, kernel_initializer=dense_init(num_classes), name="classifier"
+    )(x)
     return keras.Model(inputs, x, name="lcnet_100")

@@ -15,6 +15,15 @@ BN_MOMENTUM = 0.9  # Keras convention: 1 - PyTorch's 0.1
 ACTIVATIONS = {
     "relu": lambda name: layers.ReLU(name=name),
 }
+# timm's initialisation (its _init_weight_goog, from TensorFlow's EfficientNet):
+# convolutions N(0, sqrt(2 / fan_out)), fan_out = k * k * out / groups as Keras counts
+# it, linear layers U(+-1 / sqrt(out)); attention projections Keras' glorot-uniform,
+# as timm's MultiQueryAttention2d; biases zero, batch norm ones and zeros.
+CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+
+
+def dense_init(units: int) -> keras.initializers.Initializer:
+    return keras.initializers.RandomUniform(-(units**-0.5), units**-0.5)
 
 
 def batch_norm(name: str) -> layers.Layer:
@@ -35,7 +44,15 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=
     """Conv2D (no bias) -> BatchNormalization -> activation; `names` = (conv, bn)."""
     name, bn_name = names
     x, padding = padded(x, pad, name + "_pad")
-    conv = layers.Conv2D(filters, kernel, stride, padding, use_bias=False, name=name)
+    conv = layers.Conv2D(
+        filters,
+        kernel,
+        stride,
+        padding,
+        kernel_initializer=CONV_INIT,
+        use_bias=False,
+        name=name,
+    )
     x = batch_norm(bn_name)(conv(x))
     return ACTIVATIONS[act](f"{name}_{act}")(x)
 
@@ -65,13 +82,20 @@ def fused_inverted_residual(
         kernel,
         stride,
         padding,
+        kernel_initializer=CONV_INIT,
         use_bias=False,
         name=name,
     )(x)
     x = batch_norm(bn_name)(x)
     x = ACTIVATIONS[act](name + "_" + act)(x)
     if expanded is not None:
-        x = layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}conv_pwl")(x)
+        x = layers.Conv2D(
+            filters,
+            1,
+            kernel_initializer=CONV_INIT,
+            use_bias=False,
+            name=f"{prefix}conv_pwl",
+        )(x)
         x = batch_norm(f"{prefix}bn2")(x)
     return x
 
@@ -98,7 +122,12 @@ def universal_inverted_residual(
         kernel, stride = kernel_and_stride
         x, padding = padded(x, pad, name + "_pad")
         conv = layers.DepthwiseConv2D(
-            kernel, stride, padding, use_bias=False, name=name
+            kernel,
+            stride,
+            padding,
+            depthwise_initializer=CONV_INIT,
+            use_bias=False,
+            name=name,
         )
         x = conv(x)
         x = batch_norm(bn_name)(x)
@@ -108,22 +137,35 @@ def universal_inverted_residual(
         x = depthwise(
             x, start, f"{prefix}dw_start_conv", f"{prefix}dw_start_bn", pads[0]
         )
-    x = layers.Conv2D(expanded, 1, use_bias=False, name=f"{prefix}pw_exp_conv")(x)
+    x = layers.Conv2D(
+        expanded,
+        1,
+        kernel_initializer=CONV_INIT,
+        use_bias=False,
+        name=f"{prefix}pw_exp_conv",
+    )(x)
     x = batch_norm(f"{prefix}pw_exp_bn")(x)
     x = ACTIVATIONS[act](f"{prefix}pw_exp_conv_{act}")(x)
     if mid[0]:
         x = depthwise(
             x, mid, f"{prefix}dw_mid_conv", f"{prefix}dw_mid_bn", pads[1], act
         )
-    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}pw_proj_conv")(x)
+    x = layers.Conv2D(
+        filters,
+        1,
+        kernel_initializer=CONV_INIT,
+        use_bias=False,
+        name=f"{prefix}pw_proj_conv",
+    )(x)
     x = batch_norm(f"{prefix}pw_proj_bn")(x)
     if residual:
         x = layers.Add(name=f"{prefix}add")([shortcut, x])
     return x
 
 
-def build_model() -> keras.Model:
-    """A freshly initialised mobilenetv4_conv_medium that returns logits."""
+def build_model(num_classes: int = 1000, dropout: float = 0.0) -> keras.Model:
+    """A freshly initialised mobilenetv4_conv_medium that returns logits: 1000 classes and
+    dropout 0.0 as its spec says, or others for fine-tuning."""
     inputs = keras.Input(shape=(256, 256, 3), name="input")
     x = inputs
     # One block per line, as the paper's table (unwrapped, hence fmt: off).
@@ -158,10 +200,14 @@ def build_model() -> keras.Model:
     # fmt: on
     # The hidden layer as a 1x1 conv on the pooled 1x1 map (timm's conv_head).
     x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
-    x = layers.Conv2D(1280, 1, use_bias=False, name="conv_head")(x)
+    x = layers.Conv2D(
+        1280, 1, kernel_initializer=CONV_INIT, use_bias=False, name="conv_head"
+    )(x)
     x = batch_norm("norm_head")(x)
     x = ACTIVATIONS["relu"]("conv_head_relu")(x)
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Dropout(0.0, name="dropout")(x)
-    x = layers.Dense(1000, name="classifier")(x)  # 1000
+    x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dense(
+        num_classes, kernel_initializer=dense_init(num_classes), name="classifier"
+    )(x)
     return keras.Model(inputs, x, name="mobilenetv4_conv_medium")

@@ -134,6 +134,23 @@ class InvertedResidual(nn.Module):
         return self.conv(x)
 
 
+def init_weights(model: nn.Module) -> None:
+    """torchvision's initialisation of its MobileNets: convolutions kaiming-normal
+    (fan out), batch norm ones and zeros, linear layers N(0, 0.01), biases zero."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0, 0.01)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
 class DetectionBackbone(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -161,6 +178,7 @@ class DetectionBackbone(nn.Module):
             InvertedResidual(192, 192, 5, 1, "relu6", expanded=1152, se=288, residual=True),  # 192x10x10
         )
         # fmt: on
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Feature maps by name for a batch of images, shape (N, 3, H, W)."""

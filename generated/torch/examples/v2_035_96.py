@@ -74,8 +74,25 @@ class InvertedResidual(nn.Module):
         return self.conv(x)
 
 
+def init_weights(model: nn.Module) -> None:
+    """torchvision's initialisation of its MobileNets: convolutions kaiming-normal
+    (fan out), batch norm ones and zeros, linear layers N(0, 0.01), biases zero."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0, 0.01)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
 class MobilenetV203596(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
         super().__init__()
         # One block per line, as the paper's table (unwrapped, hence fmt: off).
         # ConvBNAct(in, out, kernel, stride, act)
@@ -105,9 +122,10 @@ class MobilenetV203596(nn.Module):
         # fmt: on
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
-            nn.Dropout(0.2),
-            nn.Linear(1280, 1000),
+            nn.Dropout(dropout),
+            nn.Linear(1280, num_classes),
         )
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of images, shape (N, 3, 96, 96)."""
@@ -115,7 +133,16 @@ class MobilenetV203596(nn.Module):
         x = torch.flatten(self.avgpool(x), 1)
         return self.classifier(x)
 
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialised logits layer for `num_classes` classes (0: none,
+        the model returns the classifier's input), as timm's reset_classifier."""
+        features = self.classifier[-1].in_features
+        logits = nn.Linear(features, num_classes) if num_classes else nn.Identity()
+        init_weights(logits)
+        self.classifier[-1] = logits
 
-def build_model() -> nn.Module:
-    """A freshly initialised mobilenet_v2_035_96 that returns logits."""
-    return MobilenetV203596()
+
+def build_model(num_classes: int = 1000, dropout: float = 0.2) -> nn.Module:
+    """A freshly initialised mobilenet_v2_035_96 that returns logits: 1000 classes and
+    dropout 0.2 as its spec says, or others for fine-tuning."""
+    return MobilenetV203596(num_classes, dropout)

@@ -148,8 +148,30 @@ class InvertedResidual(nn.Module):
         return x
 
 
+def init_weights(model: nn.Module) -> None:
+    """timm's initialisation (its _init_weight_goog, from TensorFlow's EfficientNet):
+    convolutions N(0, sqrt(2 / fan_out)) with fan_out = k * k * out / groups, batch
+    norm ones and zeros, the classifier U(+-1 / sqrt(classes)), biases zero; then
+    attention projections xavier-uniform, as timm's MultiQueryAttention2d."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            fan_out = kh * kw * module.out_channels // module.groups
+            nn.init.normal_(module.weight, 0, (2.0 / fan_out) ** 0.5)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            bound = module.weight.size(0) ** -0.5
+            nn.init.uniform_(module.weight, -bound, bound)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
 class MnasnetSmall(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.0) -> None:
         super().__init__()
         self.conv_stem = conv2d(3, 8, 3, 2, bias=False)  # 8x112x112
         self.bn1 = norm_act(8, "relu")
@@ -193,8 +215,9 @@ class MnasnetSmall(nn.Module):
         self.bn2 = norm_act(1280, "relu")
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
-        self.dropout = nn.Dropout(0.0)
-        self.classifier = nn.Linear(1280, 1000)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(1280, num_classes)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a batch of images, shape (N, 3, 224, 224)."""
@@ -203,7 +226,16 @@ class MnasnetSmall(nn.Module):
         x = self.global_pool(x)
         return self.classifier(self.dropout(self.flatten(x)))
 
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialised classifier for `num_classes` classes (0: none,
+        the model returns pooled features), as timm's reset_classifier."""
+        features = 1280
+        logits = nn.Linear(features, num_classes) if num_classes else nn.Identity()
+        init_weights(logits)
+        self.classifier = logits
 
-def build_model() -> nn.Module:
-    """A freshly initialised mnasnet_small that returns logits."""
-    return MnasnetSmall()
+
+def build_model(num_classes: int = 1000, dropout: float = 0.0) -> nn.Module:
+    """A freshly initialised mnasnet_small that returns logits: 1000 classes and
+    dropout 0.0 as its spec says, or others for fine-tuning."""
+    return MnasnetSmall(num_classes, dropout)

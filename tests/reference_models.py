@@ -1,14 +1,17 @@
-"""timm in the tests: importing it with the CPU torch, and measuring its models.
+"""The reference libraries in the tests: timm and torchvision, importable with the
+CPU torch, and measurements of their models.
 
 torchvision's package `__init__` fails with the CPU build of torch the tests run on
 (`operator torchvision::nms does not exist`), and timm imports torchvision's
-submodules (`torchvision.ops.misc` in timm.layers). `import_timm()` first tries the
-normal import; if torchvision's `__init__` fails, it registers a bare `torchvision`
-package whose `__path__` is the installed folder, so that its submodules load from
-disk without running `__init__`, and imports timm then. This is for tests and
-benchmarks only: mbcompile itself never imports torch, torchvision or timm.
+submodules (`torchvision.ops.misc` in timm.layers). `bare_torchvision()` first tries
+the normal import; if torchvision's `__init__` fails, it registers a bare
+`torchvision` package whose `__path__` is the installed folder, so that its
+submodules (`torchvision.models`, `torchvision.ops.misc`, ...) load from disk
+without running `__init__`. This is for tests and benchmarks only: mbcompile itself
+never imports torch, torchvision or timm.
 
-Models are always built with `pretrained=False`: nothing is downloaded.
+Models are always built with random weights (`pretrained=False`, `weights=None`):
+nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ import sys
 import types
 
 
-def import_timm():
-    """The timm module, importable whether or not torchvision's __init__ works."""
-    if "timm" in sys.modules:
-        return sys.modules["timm"]
+def bare_torchvision() -> None:
+    """Make torchvision's submodules importable whether or not its __init__ works."""
+    if "torchvision" in sys.modules:
+        return
     try:
         import torchvision  # noqa: F401
     except Exception:  # its __init__ registers compiled ops this torch lacks
@@ -32,9 +35,23 @@ def import_timm():
         package.__path__ = list(found.submodule_search_locations) if found else []
         package.__spec__ = found
         sys.modules["torchvision"] = package
+
+
+def import_timm():
+    """The timm module (with torchvision's submodules importable)."""
+    bare_torchvision()
     import timm
 
     return timm
+
+
+def torchvision_model(name: str):
+    """torchvision's model `name` (e.g. mobilenet_v3_small), randomly initialised by
+    torchvision, in eval mode."""
+    bare_torchvision()
+    from torchvision import models
+
+    return getattr(models, name)(weights=None).eval()
 
 
 def create(name: str, **kwargs):
@@ -79,7 +96,13 @@ def count_macs(model, resolution: int) -> int:
         x = inputs[0]
         stride_h, stride_w = module.query_strides
         queries = (x.shape[2] // stride_h) * (x.shape[3] // stride_w)
-        keys = module.key(x)[0, 0].numel()  # the downsampled key map's positions
+        keys = x.shape[2] * x.shape[3]
+        if module.kv_stride > 1:  # positions after the keys' strided depthwise conv
+            conv = module.key.down_conv
+            (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
+            keys = ((x.shape[2] + 2 * ph - kh) // sh + 1) * (
+                (x.shape[3] + 2 * pw - kw) // sw + 1
+            )
         widths = module.key_dim + module.value_dim
         total += module.num_heads * queries * keys * widths
 
