@@ -13,7 +13,8 @@ import pytest
 from helpers import CANONICAL, ROOT, SPECS
 from mbcompile import compiler
 from mbcompile.analysis.diagram import colour
-from mbcompile.frontend import schema
+from mbcompile.backends import naming
+from mbcompile.frontend import conventions, schema
 from mbcompile.frontend.model import StageRow
 from mbcompile.ir.blocks import BLOCK_TYPES, ROW_MODELS
 
@@ -127,6 +128,27 @@ def test_every_registered_block_type_is_complete():
         assert block.colour.startswith("#") and colour(name) == block.colour
     colours = [b.colour for b in BLOCK_TYPES.values()]
     assert len(set(colours)) == len(colours), "block types share a colour"
+
+
+def test_a_block_type_no_reference_names_needs_no_naming_entry():
+    # keras.applications' style, spelled out by hand: a conv after its part, its BN
+    # "<part>_bn", the squeeze-excite under "<part>se_", V1's own table untouched.
+    names = naming.keras_names(
+        conventions.resolve("keras_applications", "v1", {}), "v1"
+    )
+    expected = {
+        "expand.conv": "new_block_3_expand",
+        "expand.bn": "new_block_3_expand_bn",
+        "key.down.conv": "new_block_3_key_down",
+        "dw.pad": "new_block_3_dw_pad",
+        "se.fc1": "new_block_3_se_conv",
+        "add": "new_block_3_add",
+    }
+    for part, name in expected.items():
+        assert naming.keras_layer_name(names, "new_block", part, 3) == name
+    v1 = "depthwise_separable"
+    assert naming.keras_layer_name(names, v1, "dw.conv", 3) == "conv_dw_3"
+    assert naming.keras_layer_name(names, v1, "add", 3) == "conv_3_add"
 
 
 def test_the_spec_and_the_schema_take_their_rows_from_the_registry():

@@ -1,6 +1,6 @@
 """Names as data: the layer names and module attributes each reference library
-uses, one table per conventions profile. The templates read them; they spell no
-name of their own.
+uses, one table per conventions profile. Templates read them and spell no name of
+their own.
 
 - Keras layer names are the contract keras.applications' weight files load by
   (legacy `.h5` files by name): its names per family, under the torchvision and
@@ -10,9 +10,14 @@ name of their own.
   `classifier` layout for V2 and V3 (V1, which torchvision lacks, in the same
   style), or timm's `conv_stem` / `blocks.<stage>.<block>` / `conv_head` layout.
 
-Keras patterns are f-string bodies over the variables the generated helper has:
-`{block_id}` (the id the call passes) and `{prefix}` (the helper's prefix, itself a
-pattern over `{block_id}`).
+A Keras table maps a block type's template to its layers' names, keyed by the IR
+op each layer computes (the op's path inside the block: `expand.conv`, `se.fc1`,
+`add`). Names are f-string bodies over the generated helper's `{block_id}` and
+`{prefix}` (the table's "prefix", "first_prefix" for block 0). What a table leaves
+out is named after the IR, in keras.applications' style: `{prefix}` + the op's path
+with dots as underscores and without a final `.conv` (`{prefix}expand`,
+`{prefix}expand_bn`), under the prefix `<template>_<block_id>_` — so a block type no
+reference library names needs no entry here. Weights move between the frameworks by these names.
 """
 
 from __future__ import annotations
@@ -21,98 +26,47 @@ from typing import Any
 
 from ..frontend.conventions import Conventions
 
+# The squeeze-excite inside a block, after the block's "se" name (`{name}`).
+_KERAS_SQUEEZE_EXCITE = {
+    "pool": "{name}avg_pool",
+    "fc1": "{name}conv",
+    "relu": "{name}{act}",
+    "fc2": "{name}conv_1",
+    "gate": "{name}{gate}",
+    "mul": "{name}mul",
+}
 # Inverted residuals, as keras.applications' MobileNetV2 names them; V3 differs in
 # the prefix, "bn" for "BN" and the depthwise pad's name.
 _KERAS_V2_INVERTED_RESIDUAL = {
     "prefix": "block_{block_id}_",
     "first_prefix": "expanded_conv_",  # block 0
-    "expand": "{prefix}expand",
-    "expand_bn": "{prefix}expand_BN",
-    "dw_pad": "{prefix}pad",
-    "dw": "{prefix}depthwise",
-    "dw_bn": "{prefix}depthwise_BN",
+    "expand.conv": "{prefix}expand",
+    "expand.bn": "{prefix}expand_BN",
+    "dw.pad": "{prefix}pad",
+    "dw.conv": "{prefix}depthwise",
+    "dw.bn": "{prefix}depthwise_BN",
     "se": "{prefix}squeeze_excite_",
-    "project": "{prefix}project",
-    "project_bn": "{prefix}project_BN",
-    "drop_path": "{prefix}drop_path",
-    "add": "{prefix}add",
+    "project.conv": "{prefix}project",
+    "project.bn": "{prefix}project_BN",
 }
 # Layers keras.applications has no counterpart for, named in its style.
-_KERAS_EXTRAS = {
-    "conv_bn_act": {"conv": "block_{block_id}_conv", "bn": "block_{block_id}_bn"},
-    "fused_inverted_residual": {
-        "prefix": "fused_{block_id}_",
-        "first_prefix": "fused_{block_id}_",
-        "expand": "{prefix}expand",  # k x k, when it expands
-        "expand_bn": "{prefix}expand_bn",
-        "conv": "{prefix}conv",  # k x k, when it does not
-        "conv_bn": "{prefix}conv_bn",
-        "project": "{prefix}project",
-        "project_bn": "{prefix}project_bn",
-        "drop_path": "{prefix}drop_path",
-        "add": "{prefix}add",
-    },
-    "universal_inverted_residual": {
-        "prefix": "uib_{block_id}_",
-        "first_prefix": "uib_{block_id}_",
-        "dw_start": "{prefix}dw_start",
-        "dw_start_bn": "{prefix}dw_start_bn",
-        "expand": "{prefix}expand",
-        "expand_bn": "{prefix}expand_bn",
-        "dw_mid": "{prefix}dw_mid",
-        "dw_mid_bn": "{prefix}dw_mid_bn",
-        "project": "{prefix}project",
-        "project_bn": "{prefix}project_bn",
-        "dw_end": "{prefix}dw_end",
-        "dw_end_bn": "{prefix}dw_end_bn",
-        "layer_scale": "{prefix}layer_scale",
-        "drop_path": "{prefix}drop_path",
-        "add": "{prefix}add",
-    },
-    # timm's names (no reference in keras.applications), under an "mqa_" prefix.
-    "mobile_attention": {
-        **{
-            "prefix": "mqa_{block_id}_",
-            "first_prefix": "mqa_{block_id}_",
-            "drop_path": "{prefix}drop_path",
-            "add": "{prefix}add",
-        },
-        "norm": "{prefix}norm",
-        "query_pool": "{prefix}attn_query_down_pool",
-        "query_norm": "{prefix}attn_query_norm",
-        "query_proj": "{prefix}attn_query_proj",
-        "key_down": "{prefix}attn_key_down_conv",
-        "key_norm": "{prefix}attn_key_norm",
-        "key_proj": "{prefix}attn_key_proj",
-        "value_down": "{prefix}attn_value_down_conv",
-        "value_norm": "{prefix}attn_value_norm",
-        "value_proj": "{prefix}attn_value_proj",
-        "attention": "{prefix}attn",
-        "upsample": "{prefix}attn_output_upsample",
-        "output_proj": "{prefix}attn_output_proj",
-        "layer_scale": "{prefix}layer_scale",
-    },
-    # The squeeze-excite inside a block, after the block's "se" prefix.
-    "squeeze_excite": {
-        "pool": "{name}avg_pool",
-        "reduce": "{name}conv",
-        "act": "{name}{act}",
-        "expand": "{name}conv_1",
-        "gate": "{name}{gate}",
-        "mul": "{name}mul",
-    },
-    "depthwise_separable": {
-        "prefix": "conv_{block_id}_",
-        "pad": "conv_pad_{block_id}",
-        "dw": "conv_dw_{block_id}",
-        "dw_bn": "conv_dw_{block_id}_bn",
-        "se": "conv_{block_id}_squeeze_excite_",
-        "pw": "conv_pw_{block_id}",
-        "pw_bn": "conv_pw_{block_id}_bn",
-        "drop_path": "conv_{block_id}_drop_path",
-        "add": "conv_{block_id}_add",
-    },
+_KERAS_EXTRAS: dict[str, Any] = {
     "block_id_type": "int",
+    "squeeze_excite": _KERAS_SQUEEZE_EXCITE,
+    "conv_bn_act": {"conv": "block_{block_id}_conv", "bn": "block_{block_id}_bn"},
+    "fused_inverted_residual": {"prefix": "fused_{block_id}_"},
+    "universal_inverted_residual": {"prefix": "uib_{block_id}_"},
+    "mobile_attention": {"prefix": "mqa_{block_id}_"},
+    "depthwise_separable": {  # MobileNet V1's names
+        "prefix": "conv_{block_id}_",
+        "dw.pad": "conv_pad_{block_id}",
+        "dw.conv": "conv_dw_{block_id}",
+        "dw.bn": "conv_dw_{block_id}_bn",
+        "se": "{prefix}squeeze_excite_",
+        "pw.conv": "conv_pw_{block_id}",
+        "pw.bn": "conv_pw_{block_id}_bn",
+    },
+    "inverted_residual": _KERAS_V2_INVERTED_RESIDUAL,
 }
 
 KERAS_APPLICATIONS: dict[str, dict[str, Any]] = {
@@ -122,7 +76,6 @@ KERAS_APPLICATIONS: dict[str, dict[str, Any]] = {
         "hidden": ("fc", "fc_bn"),
         "logits": "conv_preds",
         "first_block_id": 1,
-        "inverted_residual": _KERAS_V2_INVERTED_RESIDUAL,
     },
     "v2": {
         "stem": ("Conv1", "bn_Conv1"),
@@ -130,7 +83,6 @@ KERAS_APPLICATIONS: dict[str, dict[str, Any]] = {
         "hidden": ("fc", "fc_bn"),
         "logits": "predictions",
         "first_block_id": 0,
-        "inverted_residual": _KERAS_V2_INVERTED_RESIDUAL,
     },
     "default": {  # V3, and later families in its style
         "stem": ("conv", "conv_bn"),
@@ -141,57 +93,17 @@ KERAS_APPLICATIONS: dict[str, dict[str, Any]] = {
         "inverted_residual": {
             **_KERAS_V2_INVERTED_RESIDUAL,
             "prefix": "expanded_conv_{block_id}_",
-            "expand_bn": "{prefix}expand_bn",
-            "dw_pad": "{prefix}depthwise_pad",
-            "dw_bn": "{prefix}depthwise_bn",
-            "project_bn": "{prefix}project_bn",
+            "expand.bn": "{prefix}expand_bn",
+            "dw.pad": "{prefix}depthwise_pad",
+            "dw.bn": "{prefix}depthwise_bn",
+            "project.bn": "{prefix}project_bn",
         },
     },
 }
 
-# timm's attribute names per block class (timm/models/_efficientnet_blocks.py).
-_TIMM_PARTS = {
-    "conv_bn_act": {"conv": "conv", "bn": "bn1"},
-    "depthwise_separable": {
-        "dw": "conv_dw",
-        "dw_bn": "bn1",
-        "se": "se",
-        "pw": "conv_pw",
-        "pw_bn": "bn2",
-    },
-    "inverted_residual": {
-        "expand": "conv_pw",
-        "expand_bn": "bn1",
-        "dw": "conv_dw",
-        "dw_bn": "bn2",
-        "se": "se",
-        "project": "conv_pwl",
-        "project_bn": "bn3",
-    },
-    "fused_inverted_residual": {
-        "expand": "conv_exp",
-        "expand_bn": "bn1",
-        "project": "conv_pwl",
-        "project_bn": "bn2",
-    },
-    # ConvNormAct parts: <part>.conv and <part>.bn
-    "universal_inverted_residual": {
-        "dw_start": "dw_start",
-        "expand": "pw_exp",
-        "dw_mid": "dw_mid",
-        "project": "pw_proj",
-        "dw_end": "dw_end",
-        "layer_scale": "layer_scale",
-    },
-    "squeeze_excite": {"reduce": "conv_reduce", "expand": "conv_expand"},
-}
-
-_TIMM_BLOCK = {  # what every timm block shares: blocks.<stage>.<block>.<part>
-    "prefix": "blocks_{block_id}_",
-    "first_prefix": "blocks_{block_id}_",
-    "drop_path": "{prefix}drop_path",
-    "add": "{prefix}add",
-}
+# timm: blocks.<stage>.<block>.<attribute>, its attribute names per block class
+# (timm/models/_efficientnet_blocks.py).
+_TIMM_BLOCK = {"prefix": "blocks_{block_id}_"}
 TIMM_KERAS: dict[str, Any] = {
     "stem": ("conv_stem", "bn1"),
     "head": ("conv_head", "bn2"),  # before pooling (EfficientNet)
@@ -199,74 +111,68 @@ TIMM_KERAS: dict[str, Any] = {
     "logits": "classifier",
     "first_block_id": 0,
     "block_id_type": "str",  # "<stage>_<block>"
+    "squeeze_excite": {
+        "pool": "{name}pool",
+        "fc1": "{name}conv_reduce",
+        "relu": "{name}act1",
+        "fc2": "{name}conv_expand",
+        "gate": "{name}gate",
+    },
     "conv_bn_act": {"conv": "blocks_{block_id}_conv", "bn": "blocks_{block_id}_bn1"},
     "depthwise_separable": {
         **_TIMM_BLOCK,
-        "pad": "{prefix}conv_dw_pad",
-        "dw": "{prefix}conv_dw",
-        "dw_bn": "{prefix}bn1",
+        "dw.pad": "{prefix}conv_dw_pad",
+        "dw.conv": "{prefix}conv_dw",
+        "dw.bn": "{prefix}bn1",
         "se": "{prefix}se_",
-        "pw": "{prefix}conv_pw",
-        "pw_bn": "{prefix}bn2",
+        "pw.conv": "{prefix}conv_pw",
+        "pw.bn": "{prefix}bn2",
     },
     "inverted_residual": {
         **_TIMM_BLOCK,
-        "expand": "{prefix}conv_pw",
-        "expand_bn": "{prefix}bn1",
-        "dw_pad": "{prefix}conv_dw_pad",
-        "dw": "{prefix}conv_dw",
-        "dw_bn": "{prefix}bn2",
+        "expand.conv": "{prefix}conv_pw",
+        "expand.bn": "{prefix}bn1",
+        "dw.pad": "{prefix}conv_dw_pad",
+        "dw.conv": "{prefix}conv_dw",
+        "dw.bn": "{prefix}bn2",
         "se": "{prefix}se_",
-        "project": "{prefix}conv_pwl",
-        "project_bn": "{prefix}bn3",
+        "project.conv": "{prefix}conv_pwl",
+        "project.bn": "{prefix}bn3",
     },
     "fused_inverted_residual": {
         **_TIMM_BLOCK,
-        "expand": "{prefix}conv_exp",
-        "expand_bn": "{prefix}bn1",
-        "conv": "{prefix}conv_exp",
-        "conv_bn": "{prefix}bn1",
-        "project": "{prefix}conv_pwl",
-        "project_bn": "{prefix}bn2",
+        "expand.conv": "{prefix}conv_exp",
+        "expand.bn": "{prefix}bn1",
+        "conv.conv": "{prefix}conv_exp",
+        "conv.bn": "{prefix}bn1",
+        "project.conv": "{prefix}conv_pwl",
+        "project.bn": "{prefix}bn2",
     },
-    "universal_inverted_residual": {
+    "universal_inverted_residual": {  # ConvNormAct parts: <part>.conv, <part>.bn
         **_TIMM_BLOCK,
-        "dw_start": "{prefix}dw_start_conv",
-        "dw_start_bn": "{prefix}dw_start_bn",
-        "expand": "{prefix}pw_exp_conv",
-        "expand_bn": "{prefix}pw_exp_bn",
-        "dw_mid": "{prefix}dw_mid_conv",
-        "dw_mid_bn": "{prefix}dw_mid_bn",
-        "project": "{prefix}pw_proj_conv",
-        "project_bn": "{prefix}pw_proj_bn",
-        "dw_end": "{prefix}dw_end_conv",
-        "dw_end_bn": "{prefix}dw_end_bn",
-        "layer_scale": "{prefix}layer_scale",
+        **{
+            f"{dw}.conv": f"{{prefix}}{dw}_conv"
+            for dw in ("dw_start", "dw_mid", "dw_end")
+        },
+        "expand.conv": "{prefix}pw_exp_conv",
+        "expand.bn": "{prefix}pw_exp_bn",
+        "project.conv": "{prefix}pw_proj_conv",
+        "project.bn": "{prefix}pw_proj_bn",
     },
     "mobile_attention": {
         **_TIMM_BLOCK,
-        "norm": "{prefix}norm",
-        "query_pool": "{prefix}attn_query_down_pool",
-        "query_norm": "{prefix}attn_query_norm",
-        "query_proj": "{prefix}attn_query_proj",
-        "key_down": "{prefix}attn_key_down_conv",
-        "key_norm": "{prefix}attn_key_norm",
-        "key_proj": "{prefix}attn_key_proj",
-        "value_down": "{prefix}attn_value_down_conv",
-        "value_norm": "{prefix}attn_value_norm",
-        "value_proj": "{prefix}attn_value_proj",
-        "attention": "{prefix}attn",
+        **{
+            f"{part}.{layer}": f"{{prefix}}attn_{part}_{name}"
+            for part in ("key", "value")
+            for layer, name in (("down.conv", "down_conv"), ("down.bn", "norm"))
+        },
+        "query.pool": "{prefix}attn_query_down_pool",
+        "query.norm": "{prefix}attn_query_norm",
+        "query.proj": "{prefix}attn_query_proj",
+        "key.proj": "{prefix}attn_key_proj",
+        "value.proj": "{prefix}attn_value_proj",
         "upsample": "{prefix}attn_output_upsample",
-        "output_proj": "{prefix}attn_output_proj",
-        "layer_scale": "{prefix}layer_scale",
-    },
-    "squeeze_excite": {
-        "pool": "{name}pool",
-        "reduce": "{name}conv_reduce",
-        "act": "{name}act1",
-        "expand": "{name}conv_expand",
-        "gate": "{name}gate",
-        "mul": "{name}mul",
+        "output.proj": "{prefix}attn_output_proj",
     },
 }
 
@@ -278,7 +184,7 @@ TORCHVISION: dict[str, dict[str, Any]] = {
     "v2": {"style": "torchvision", "container": "conv", "project": "flat"},
     "default": {"style": "torchvision", "container": "block", "project": "conv_bn_act"},
 }
-TIMM_TORCH = {"style": "timm", **_TIMM_PARTS}
+TIMM_TORCH = {"style": "timm"}
 
 
 def _by_family(table: dict[str, dict[str, Any]], family: str) -> dict[str, Any]:
@@ -297,6 +203,54 @@ def torch_names(conventions: Conventions, family: str) -> dict[str, Any]:
     return _by_family(TORCHVISION, family)
 
 
+def keras_name(names: dict[str, Any], template: str, part: str) -> str:
+    """The name pattern of the layer computing IR op `part` of a `template` block
+    (for `se.*` ops: the squeeze-excite table's, over `{name}`)."""
+    if part.startswith("se.") and part != "se":
+        inner = part.removeprefix("se.")
+        return names["squeeze_excite"].get(inner, _KERAS_SQUEEZE_EXCITE[inner])
+    table = names.get(template, {})
+    # keras.applications' style: a conv named after its part, "<part>_bn" its BN;
+    # "se" names the squeeze-excite's prefix, hence its trailing "_"
+    default = part.removesuffix(".conv").replace(".", "_")
+    return table.get(part, "{prefix}" + default + ("_" if part == "se" else ""))
+
+
+def keras_prefixes(names: dict[str, Any], template: str) -> tuple[str, str]:
+    """(block 0's, other blocks') `{prefix}` pattern of a `template` block."""
+    table = names.get(template, {})
+    prefix = table.get("prefix", template + "_{block_id}_")
+    return table.get("first_prefix", prefix), prefix
+
+
+def keras_layer_name(
+    names: dict[str, Any], template: str, part: str, block_id: Any
+) -> str:
+    """The Keras name of the layer computing IR op `part` of a block."""
+    first, rest = keras_prefixes(names, template)
+    values = {"block_id": block_id}
+    values["prefix"] = fill(rest if block_id else first, **values)
+    if part.startswith("se."):
+        se_name = fill(keras_name(names, template, "se"), **values)
+        return fill(keras_name(names, template, part), name=se_name)
+    return fill(keras_name(names, template, part), **values)
+
+
+class KerasNames:
+    """A template's view of a Keras naming table: `n["expand.conv"]` is the name
+    pattern of the layer computing that IR op; `first_prefix` and `prefix` those of
+    `{prefix}`."""
+
+    def __init__(self, names: dict[str, Any], template: str) -> None:
+        self.names, self.template = names, template
+        self.first_prefix, self.prefix = keras_prefixes(names, template)
+
+    def __getitem__(self, part: str) -> str:
+        if self.template == "squeeze_excite":
+            return keras_name(self.names, "", "se." + part)
+        return keras_name(self.names, self.template, part)
+
+
 def fstring(pattern: str) -> str:
     """A name pattern as Python source: `"conv_dw_{block_id}"` becomes
     `f"conv_dw_{block_id}"`, a plain name a plain string literal."""
@@ -306,75 +260,3 @@ def fstring(pattern: str) -> str:
 
 def fill(pattern: str, **values: Any) -> str:
     return pattern.format(**values)
-
-
-# Each block's weighted Keras layers by the IR op they hold (the op's name after the
-# block's: `expand.conv`), as keys of the block's naming table; `se.` parts are the
-# squeeze-excite table's under the block's "se" prefix. Weights move between the
-# frameworks by these names: where a block has parallel branches (attention's
-# queries, keys and values), Keras orders its layers otherwise than the IR.
-KERAS_WEIGHTS: dict[str, dict[str, str]] = {
-    "depthwise_separable": {
-        "dw.conv": "dw",
-        "dw.bn": "dw_bn",
-        "se.fc1": "se.reduce",
-        "se.fc2": "se.expand",
-        "pw.conv": "pw",
-        "pw.bn": "pw_bn",
-    },
-    "inverted_residual": {
-        "expand.conv": "expand",
-        "expand.bn": "expand_bn",
-        "dw.conv": "dw",
-        "dw.bn": "dw_bn",
-        "se.fc1": "se.reduce",
-        "se.fc2": "se.expand",
-        "project.conv": "project",
-        "project.bn": "project_bn",
-    },
-    "fused_inverted_residual": {
-        "expand.conv": "expand",
-        "expand.bn": "expand_bn",
-        "conv.conv": "conv",
-        "conv.bn": "conv_bn",
-        "project.conv": "project",
-        "project.bn": "project_bn",
-    },
-    "universal_inverted_residual": {
-        **{
-            f"{part}.{layer}": part + ("_bn" if layer == "bn" else "")
-            for part in ("dw_start", "expand", "dw_mid", "project", "dw_end")
-            for layer in ("conv", "bn")
-        },
-        "layer_scale": "layer_scale",
-    },
-    "mobile_attention": {
-        "norm": "norm",
-        "query.norm": "query_norm",
-        "query.proj": "query_proj",
-        "key.down.conv": "key_down",
-        "key.down.bn": "key_norm",
-        "key.proj": "key_proj",
-        "value.down.conv": "value_down",
-        "value.down.bn": "value_norm",
-        "value.proj": "value_proj",
-        "output.proj": "output_proj",
-        "layer_scale": "layer_scale",
-    },
-}
-
-
-def keras_layer_name(
-    names: dict[str, Any], template: str, part: str, block_id: Any
-) -> str:
-    """The Keras name of the weighted layer holding IR op `part` of a block."""
-    table = names[template]
-    key = KERAS_WEIGHTS[template][part]
-    values: dict[str, Any] = {"block_id": block_id}
-    if "prefix" in table:
-        first = not block_id and "first_prefix" in table
-        values["prefix"] = fill(table["first_prefix" if first else "prefix"], **values)
-    if key.startswith("se."):
-        se_name = fill(table["se"], **values)
-        return fill(names["squeeze_excite"][key[3:]], name=se_name)
-    return fill(table[key], **values)

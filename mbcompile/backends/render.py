@@ -23,7 +23,7 @@ from ..analysis.cost import report
 from ..ir.blocks import BLOCK_TYPES
 from ..ir.blocks.base import spatial_convs
 from ..ir.graph import Graph
-from .naming import fstring
+from .naming import KerasNames, fstring
 from .pyformat import call, split_args
 
 
@@ -55,6 +55,7 @@ def environment() -> jinja2.Environment:
         _ENV.filters["call"] = _call_filter
         _ENV.filters["py"] = py_literal
         _ENV.filters["fstring"] = fstring
+        _ENV.globals["keras_names"] = KerasNames
     return _ENV
 
 
