@@ -87,11 +87,17 @@ def block_rows(rep: Report) -> list[tuple[str, ...]]:
 BLOCK_RIGHT = {0, 5, 6, 7}
 
 
+def macs_label(rep: Report) -> str:
+    if any(n.kind == "attention" for n in rep.layers):
+        return "MACs (conv + linear + attention)"
+    return "MACs (conv + linear)"
+
+
 def total_rows(rep: Report) -> list[tuple[str, str]]:
     rows = [
         ("trainable parameters", f"{rep.trainable_params:,}"),
         ("batch-norm statistics", f"{rep.non_trainable_params:,}"),
-        ("MACs (conv + linear)", f"{rep.macs:,}"),
+        (macs_label(rep), f"{rep.macs:,}"),
     ]
     rows += [(label, f"{rep.total(field):,}") for field, label in EXTRA_OPS]
     rows += [
@@ -293,8 +299,9 @@ def markdown(graph: Graph, rep: Report | None = None) -> str:
         "",
         *md_table([("count", "value"), *total_rows(rep)], {1}),
         "",
-        "MACs follow the papers (convolutions and dense layers; bias, batch norm, "
-        "activations, adds and pooling excluded); the other operations are listed "
+        "MACs follow the papers (convolutions and dense layers, and attention's "
+        "two matrix products; bias, batch norm, softmax, activations, adds and "
+        "pooling excluded); the other operations are listed "
         "separately. fvcore's FlopCountAnalysis adds batch norm (2 per element in "
         "eval mode) and adaptive average pooling (1 per input element) to the MACs "
         "and ignores activations and elementwise ops.",
