@@ -33,7 +33,9 @@ import os
 import pickle
 import re
 import tempfile
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -191,11 +193,15 @@ def _build(graph, backend: str, scratch: Path):
 # ------------------------------------------------------------------ PyTorch files
 
 
-def _read_torch(torch, handle, display: str) -> list[tuple[str, np.ndarray]]:
-    """(key, float32 array) in state_dict order, without BatchNorm step counters;
-    anything but a state_dict of dense, finite floating-point tensors is refused."""
+def _read_torch(torch, handle, display: str) -> list[tuple[str, Any]]:
+    """(key, tensor) in state_dict order, without BatchNorm step counters; anything
+    but a state_dict of dense floating-point tensors is refused. Values are looked
+    at only after their shapes are checked (`_torch_groups`): a view can declare
+    far more elements than its file holds."""
     try:
-        state = torch.load(handle, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's deprecation notes: not for users
+            warnings.simplefilter("ignore")
+            state = torch.load(handle, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a file it cannot read
         raise SpecError(
             f"{shorten_path(display)}: {_torch_load_problem(exc)}"
@@ -214,6 +220,11 @@ def _read_torch(torch, handle, display: str) -> list[tuple[str, np.ndarray]]:
                 "state_dict keys are strings"
             )
         label += f" '{shorten(key)}'"
+        if isinstance(value, dict):
+            raise SpecError(
+                f"{label} is a mapping, not a tensor (a training checkpoint? save "
+                "model.state_dict() itself)"
+            )
         if not isinstance(value, torch.Tensor):
             raise SpecError(f"{label} is a {type(value).__name__}, not a tensor")
         if key.endswith(SKIPPED_BUFFER):
@@ -221,7 +232,7 @@ def _read_torch(torch, handle, display: str) -> list[tuple[str, np.ndarray]]:
         problem = _tensor_problem(torch, value)
         if problem:
             raise SpecError(f"{label} {problem}")
-        out.append((key, value.detach().to(torch.float32).numpy()))
+        out.append((key, value))
     return out
 
 
@@ -242,8 +253,9 @@ def _torch_load_problem(exc: Exception) -> str:
 
 
 def _tensor_problem(torch, value) -> str | None:
-    if value.layout != torch.strided:
-        return f"is a sparse tensor ({value.layout}); expected a dense one"
+    """Why a tensor cannot be a weight, judged without reading its values."""
+    if value.layout != torch.strided or value.is_nested:
+        return f"is a sparse or nested tensor ({value.layout}); expected a dense one"
     if value.is_quantized:
         return f"is quantized ({value.dtype}); expected floating-point numbers"
     if value.is_meta:
@@ -252,13 +264,12 @@ def _tensor_problem(torch, value) -> str | None:
         return f"holds complex numbers ({value.dtype}); weights are real"
     if not value.is_floating_point():
         return f"holds {value.dtype}, not floating-point numbers"
-    if not bool(torch.isfinite(value).all()):
-        return "holds NaN or infinite values"
     return None
 
 
 def _torch_groups(ops: list[ParamOp], tensors, display: str) -> list[list]:
-    """State_dict arrays grouped per parametric op, every shape checked."""
+    """State_dict tensors grouped per parametric op as float32 arrays, every shape
+    checked before any value is read."""
     shown = shorten_path(display)
     groups = []
     position = 0
@@ -270,22 +281,35 @@ def _torch_groups(ops: list[ParamOp], tensors, display: str) -> list[list]:
                     f"{shown}: ends after {len(tensors)} tensors; the spec needs "
                     f"{expected} for {op.name} ({op.kind}) next"
                 )
-            key, array = group[offset]
-            if tuple(array.shape) != expected:
+            key, tensor = group[offset]
+            if tuple(tensor.shape) != expected:
                 raise SpecError(
                     f"{shown}: tensor {position + offset} '{shorten(key)}' has shape "
-                    f"{tuple(array.shape)}; the spec needs {expected} for "
+                    f"{tuple(tensor.shape)}; the spec needs {expected} for "
                     f"{op.name} ({op.kind}) there"
                 )
-        groups.append([array for _, array in group])
+        groups.append(group)
         position += len(group)
     if position < len(tensors):
-        key, array = tensors[position]
+        key, tensor = tensors[position]
         raise SpecError(
-            f"{shown}: tensor {position} '{shorten(key)}' {tuple(array.shape)} is one "
-            f"more than the spec's {position} tensors"
+            f"{shown}: tensor {position} '{shorten(key)}' {tuple(tensor.shape)} is "
+            f"one more than the spec's {position} tensors"
         )
-    return groups
+    return [
+        [_float32(tensor, f"{shown}: tensor '{shorten(key)}'") for key, tensor in group]
+        for group in groups
+    ]
+
+
+def _float32(tensor, label: str) -> np.ndarray:
+    """float16, bfloat16 and float64 convert; NaN and infinities are refused."""
+    import torch
+
+    array = tensor.detach().to(torch.float32).numpy()
+    if not np.isfinite(array).all():
+        raise SpecError(f"{label} holds NaN or infinite values")
+    return array
 
 
 def _torch_state(torch, module, groups: list[list]) -> dict:
@@ -440,14 +464,15 @@ def _names(attrs, key: str) -> list[str]:
         raise _Malformed(f"attribute '{key}' is not a list of names")
     names = []
     for raw in values:
-        if isinstance(raw, bytes):
-            try:
-                raw = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise _Malformed(f"a name in '{key}' is not UTF-8") from None
-        if not isinstance(raw, str):
+        if not isinstance(raw, bytes | str):
             raise _Malformed(f"attribute '{key}' is not a list of names")
-        names.append(raw)
+        try:
+            # h5py hands back undecodable bytes as str with surrogate escapes
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+            text.encode("utf-8")
+        except UnicodeError:
+            raise _Malformed(f"a name in '{key}' is not UTF-8") from None
+        names.append(text)
     return names
 
 
