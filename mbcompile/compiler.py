@@ -104,5 +104,8 @@ def write_output(
     return files.write_file(target, text.encode("utf-8"), inputs)
 
 
-def output_path(output: str | None, backend: str, spec_path, folded: bool) -> Path:
-    return Path(output) if output else default_output(spec_path, backend, folded)
+def output_path(
+    output: str | None, backend: str, spec_path, folded: bool
+) -> str | Path:
+    """`output` as given (a trailing slash still shows), or the default."""
+    return output if output else default_output(spec_path, backend, folded)

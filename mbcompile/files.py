@@ -155,6 +155,8 @@ def check_target(
     shown = shorten_path(target)
     if not str(target):
         raise SpecError("the output path is empty")
+    if str(target).endswith(("/", os.sep)):  # Path() would drop the slash
+        raise SpecError(f"refusing to write {shown}: it names a folder, not a file")
     path = Path(target)
     try:
         st = os.stat(path)

@@ -529,6 +529,22 @@ def test_echoed_input_is_cut_to_a_readable_length(tmp_path, capsys, case):
     assert err.splitlines() and all(len(line) < 600 for line in err.splitlines())
 
 
+# Arguments that are not UTF-8 reach Python as lone surrogates.
+UNDECODABLE = {
+    "value": ["--set", "name=ab\udcff"],
+    "key": ["--set", "stem.\udcff=1"],
+    "activation": ["--set", "stem.act=\udcffrelu"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNDECODABLE))
+def test_undecodable_arguments_are_bad_input(capsys, case):
+    code, _, err, _ = run([SPECS / "v2.yaml", "--report", *UNDECODABLE[case]], capsys)
+    assert_bad_input(code, err)
+    (line,) = err.splitlines()
+    assert line.endswith("not UTF-8 text")
+
+
 def test_echoed_file_content_is_cut_to_a_readable_length(tmp_path, capsys):
     spec = tmp_path / ("s" * 200 + ".yaml")
     # An explicit key (`? key`): implicit ones are limited to 1,024 characters.

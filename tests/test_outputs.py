@@ -244,6 +244,7 @@ def _nul_byte(tmp: Path, suffix: str) -> str:
 
 
 UNWRITABLE = {
+    "folder path": (lambda tmp, suffix: f"{tmp}/new{suffix}/", "names a folder"),
     "read-only folder": (_read_only_folder, "read-only"),
     "under a file": (_under_a_file, "cannot write"),
     "name too long": (_name_too_long, "File name too long"),

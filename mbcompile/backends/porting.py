@@ -69,8 +69,8 @@ MAX_WEIGHTS_BYTES = 4 * 1024**3
 
 def convert(
     graph: Graph,
-    source: Path,
-    target: Path,
+    source: str | Path,
+    target: str | Path,
     folded: Graph | None = None,
     inputs: Inputs = NO_INPUTS,
 ) -> None:
@@ -78,19 +78,20 @@ def convert(
     in the other framework's layout — or, given the `folded` inference form of the
     same spec, write the weights of that form (batch norm folded in). `inputs` are
     the spec's files, which `target` may not replace."""
+    source_name, target_name = Path(source).name, Path(target).name
     direction = (_kind(source, "--from"), _kind(target, "--to"))
     if folded is not None and direction[0] != "torch":
         raise SpecError(
-            f"--fold-bn reads a PyTorch state_dict, got {shorten(source.name)}; "
+            f"--fold-bn reads a PyTorch state_dict, got {shorten(source_name)}; "
             "convert a Keras file to .pt first (mbcompile weights SPEC --from "
             "it.weights.h5 --to it.pt)"
         )
     if folded is None and direction not in (("torch", "keras"), ("keras", "torch")):
         raise SpecError(
             "--from and --to must be one PyTorch file (.pt, .pth) and one Keras "
-            f"file, got {shorten(source.name)} and {shorten(target.name)}"
+            f"file, got {shorten(source_name)} and {shorten(target_name)}"
         )
-    if direction[1] == "keras" and not target.name.endswith(KERAS_OUTPUT_SUFFIX):
+    if direction[1] == "keras" and not target_name.endswith(KERAS_OUTPUT_SUFFIX):
         raise SpecError(
             f"--to {shorten_path(target)}: Keras weights are written as *.weights.h5"
         )
@@ -162,8 +163,8 @@ def _import_torch():
     return torch
 
 
-def _kind(path: Path, flag: str) -> str:
-    name = path.name.lower()
+def _kind(path: str | Path, flag: str) -> str:
+    name = Path(path).name.lower()
     if name.endswith(TORCH_SUFFIXES):
         return "torch"
     if name.endswith(KERAS_INPUT_SUFFIXES):

@@ -128,6 +128,9 @@ def _run(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         write_stderr("mbcompile: interrupted")
         return 130
+    except MemoryError:  # the machine's limit, not a bug: inputs are bounded
+        write_stderr("mbcompile: error: out of memory")
+        return EXIT_BAD_INPUT
     except Exception as exc:
         where = ""
         tb = exc.__traceback__

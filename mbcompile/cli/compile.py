@@ -16,13 +16,10 @@ def run(args: argparse.Namespace) -> int:
     backend = args.backend or (None if args.report else "all")
     if backend == "all" and args.output:
         raise SpecError("-o/--output needs a single --backend (keras or torch)")
-    names = (
-        ()
-        if backend is None
-        else ("keras", "torch")
-        if backend == "all"
-        else (backend,)
-    )
+    if backend is None:
+        names = ()
+    else:
+        names = ("keras", "torch") if backend == "all" else (backend,)
     folded = loaded.spec.fold_batch_norm
     if args.output != "-":
         for name in names:  # refuse a bad target before writing anything

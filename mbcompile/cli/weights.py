@@ -4,7 +4,6 @@ PyTorch state_dict and a Keras weights file (the work: backends/porting.py)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from .. import compiler
 from ..errors import SpecError, shorten_path
@@ -35,7 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..backends.porting import convert  # imports the frameworks when it runs
 
-    source, target = Path(args.source), Path(args.target)
     loaded, graph = compiler.load_and_expand(args.spec, args.overrides)
     folded = None
     if args.fold_bn:
@@ -47,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         _, folded = compiler.load_and_expand(
             args.spec, [*args.overrides, "fold_batch_norm=true"]
         )
-    convert(graph, source, target, folded, loaded.inputs)
+    convert(graph, args.source, args.target, folded, loaded.inputs)
     done = " (batch norm folded)" if args.fold_bn else ""
-    write_stderr(f"mbcompile: wrote {shorten_path(target)}{done}")
+    write_stderr(f"mbcompile: wrote {shorten_path(args.target)}{done}")
     return 0

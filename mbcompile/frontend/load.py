@@ -180,6 +180,10 @@ _MAX_INDEX_DIGITS = 9  # longer indices name no row (and no int conversion limit
 
 def _parse_override(text: str) -> tuple[tuple, Any]:
     where = f"--set {text}"
+    try:
+        text.encode("utf-8")
+    except UnicodeError:  # argv bytes that are not UTF-8 arrive as lone surrogates
+        raise SpecError("not UTF-8 text", source=where) from None
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise SpecError("expected KEY=VALUE", source=where)
@@ -197,7 +201,7 @@ def _parse_override(text: str) -> tuple[tuple, Any]:
 def _field_steps(key: str, where: str) -> tuple:
     parts: list[Any] = []
     for step in key.split("."):
-        match = _STEP.fullmatch(step)
+        match = _STEP.fullmatch(step) if step.isprintable() else None
         if match is None:
             raise SpecError(
                 f"'{shorten(key)}' is not a field path (e.g. stages.3.c or "

@@ -66,7 +66,7 @@ def _surprise(node: yaml.ScalarNode) -> str | None:
         meaning = str(text.lower() in ("yes", "on")).lower()
         return f"'{text}' reads as the boolean {meaning} in YAML 1.1; write {meaning}"
     if kind == "int" and len(text) > MAX_DIGITS:
-        return f"integer of {len(text):,} characters; at most {MAX_DIGITS}"
+        return f"integer of {len(text):,} digits; at most {MAX_DIGITS} in a spec"
     if kind == "int" and _OCTAL.match(text):
         value = int(text.replace("_", ""), 8)
         return (
