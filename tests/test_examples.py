@@ -7,7 +7,7 @@ import ast
 import pytest
 
 from crosscheck import outputs, worst_difference
-from helpers import LOGIT_TOLERANCE, ROOT, build, keras_weighted_layers
+from helpers import ROOT, TOLERANCE, build, keras_weighted_layers
 from mbcompile import compiler
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -28,7 +28,7 @@ def test_backends_agree(path, tmp_path, worst_differences):
     _, got_torch, got_keras = outputs(path, tmp_path)
     diff = worst_difference(got_torch, got_keras)
     worst_differences.append((f"examples/{path.stem}", diff))
-    assert diff <= LOGIT_TOLERANCE, f"max abs difference {diff:.3g}"
+    assert diff <= TOLERANCE, f"max abs difference {diff:.3g}"
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=NAMES)

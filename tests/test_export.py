@@ -1,15 +1,17 @@
 """Deployment: generated models export and run outside their framework's eager mode.
 
-For every canonical spec, and from `examples/` (when it exists) the first model that
-returns one tensor and the first backbone that returns named feature maps, with
-random weights (batch-norm statistics included) and random inputs:
+For every canonical spec, two timm specs (MobileNetV4-Conv-S, with universal
+inverted bottlenecks, and EfficientNet-B0, with SiLU and sigmoid-gated
+squeeze-excite) and from `examples/` (when it exists) the first model that returns
+one tensor and the first backbone that returns named feature maps, with random
+weights (batch-norm statistics included) and random inputs:
 
 - PyTorch: `torch.export` (dynamic batch, saved and reloaded as .pt2), ONNX through
   the dynamo exporter run by onnxruntime, and `torch.jit.script` (saved and reloaded);
 - Keras: `.keras` save and load, and TFLite conversion run by the LiteRT interpreter.
 
 Each exported artefact must reproduce the eager model's float32 outputs within
-LOGIT_TOLERANCE, at a batch size other than the one it was exported with. Canonical
+TOLERANCE, at a batch size other than the one it was exported with. Canonical
 specs run at their 224x224; examples at most at EXAMPLE_RESOLUTION. No downloads.
 """
 
@@ -24,10 +26,11 @@ import pytest
 
 from helpers import (
     CANONICAL,
-    LOGIT_TOLERANCE,
     ROOT,
     SPECS,
+    TOLERANCE,
     build,
+    difference,
     expects_pixels,
     port_torch_to_keras,
     random_images,
@@ -44,6 +47,8 @@ pytestmark = pytest.mark.filterwarnings(
 # Examples export at most at this resolution: each spec costs 30-40 s on two busy
 # cores at 224, and the canonical specs already cover 224 for every exporter.
 EXAMPLE_RESOLUTION = 128
+
+TIMM_EXPORTED = ("mobilenetv4_conv_small", "efficientnet_b0")
 
 # The key under which a model's single output tensor is compared.
 SINGLE = "output"
@@ -63,8 +68,11 @@ def chosen_examples() -> list[tuple[Path, tuple[str, ...]]]:
 
 
 EXAMPLES = chosen_examples()
-CASES = [(SPECS / f"{name}.yaml", ()) for name in CANONICAL] + EXAMPLES
-CASE_IDS = [p.stem if p.parent == SPECS else f"examples/{p.stem}" for p, _ in CASES]
+TIMM = [(SPECS / "timm" / f"{name}.yaml", ()) for name in TIMM_EXPORTED]
+CASES = [(SPECS / f"{name}.yaml", ()) for name in CANONICAL] + TIMM + EXAMPLES
+CASE_IDS = [
+    p.stem if p.parent == SPECS else f"{p.parent.name}/{p.stem}" for p, _ in CASES
+]
 
 # Exported at batch 2 and checked at batches 2 and 3 (the batch dimension is dynamic).
 OTHER_BATCH = 3
@@ -132,12 +140,7 @@ def _array(value) -> np.ndarray:
 
 
 def assert_close(actual, expected, what: str) -> None:
-    """Same names and shapes; max abs difference within LOGIT_TOLERANCE.
-
-    Feature maps (4-D outputs of backbones) are unnormalised activations up to ~10
-    in size rather than logits; they get the same precision relative to their
-    largest magnitude (the tolerance times max(1, max |expected|)).
-    """
+    """Same names and shapes; each output within TOLERANCE (see `difference`)."""
     actual, expected = named(actual), named(expected)
     assert list(actual) == list(expected), (what, list(actual), list(expected))
     for name, reference in expected.items():
@@ -145,11 +148,8 @@ def assert_close(actual, expected, what: str) -> None:
         assert actual[name].shape == reference.shape, (label, actual[name].shape)
         # Outputs that are all ~0 would make the comparison meaningless.
         assert np.abs(reference).max() > 1e-2, f"{label}: outputs ~0"
-        bound = LOGIT_TOLERANCE
-        if reference.ndim == 4:
-            bound *= max(1.0, float(np.abs(reference).max()))
-        diff = float(np.abs(actual[name] - reference).max())
-        assert diff <= bound, f"{label}: max abs difference {diff:.3g} > {bound:.3g}"
+        diff = difference(reference, actual[name])
+        assert diff <= TOLERANCE, f"{label}: difference {diff:.3g}"
 
 
 def test_specs_under_test():

@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from helpers import (
-    LOGIT_TOLERANCE,
     ROOT,
     SPECS,
+    TOLERANCE,
     build,
+    difference,
     keras_arrays,
     keras_weighted_layers,
     port_keras_to_torch,
@@ -194,11 +195,11 @@ def test_torch_reproduces_keras_applications(
     want = np.asarray(reference(x, training=False))
     got = run_torch(torch_model, np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     assert np.abs(want).max() > 1e-2
-    diff = float(np.abs(got - want).max())
+    diff = difference(want, got)
     label = f"{name} a{alpha} r{resolution}"
     worst_differences.append((f"torch vs keras.applications {label}", diff))
     print(f"figure: torch-with-keras.applications-weights {label}: {diff:.3g}")
-    assert diff <= LOGIT_TOLERANCE, f"{label}: max abs diff {diff:.3g}"
+    assert diff <= TOLERANCE, f"{label}: difference {diff:.3g}"
 
 
 def test_fields_override_the_profile():

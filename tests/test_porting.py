@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from helpers import (
-    LOGIT_TOLERANCE,
     SPECS,
+    TOLERANCE,
     build,
+    difference,
     expects_pixels,
     keras_arrays,
     keras_weighted_layers,
@@ -72,8 +73,8 @@ def test_pt_to_h5_to_pt_is_identical(spec, overrides, tmp_path, capsys):
     _, _, keras_model = build(SPECS / f"{spec}.yaml", "keras", tmp_path, overrides)
     keras_model.load_weights(keras_file)
     images = random_images(graph, seed=1, pixels=rescaled)
-    diff = np.abs(run_torch(model, images) - run_keras(keras_model, images)).max()
-    assert diff <= LOGIT_TOLERANCE
+    diff = difference(run_torch(model, images), run_keras(keras_model, images))
+    assert diff <= TOLERANCE
 
     back = tmp_path / "back.pt"
     code, err = weights_command(capsys, spec, keras_file, back, *overrides)
@@ -146,10 +147,10 @@ def test_keras_applications_h5_file_to_torch(tmp_path, capsys, worst_differences
     images = images.astype("float32")
     want = np.asarray(reference(images, training=False))
     got = run_torch(model, np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-    diff = float(np.abs(got - want).max())
+    diff = difference(want, got)
     worst_differences.append(("keras.applications .h5 -> pt v3_small a0.75", diff))
     assert np.abs(want).max() > 1e-2
-    assert diff <= LOGIT_TOLERANCE
+    assert diff <= TOLERANCE
 
 
 # ---------------------------------------------------------------- refusals (exit 2)

@@ -85,11 +85,17 @@ VALUE_RULES = [
     ("resolution: 224", "resolution: 0", "resolution", None, ""),
     ("name: mobilenet_v2", "name: 2fast", "name:", None, "Python identifier"),
     ("name: mobilenet_v2", "name: a-b", "name:", None, "Python identifier"),
-    ("family: v2", "family: v4", "family", None, "'v1', 'v2' or 'v3'"),
+    ("family: v2", "family: v9", "family", None, "'lcnet' or 'fbnet'"),
     ("bn_momentum: 0.1 ", "bn_momentum: 1.0 ", "bn_momentum", "conventions.", "less"),
     ("bn_epsilon: 1.0e-5", "bn_epsilon: -1.0e-5", "bn_epsilon", "conventions.", "0"),
     ("dropout: 0.2", "dropout: 1.0", "dropout", "head.", "less than 1"),
-    ("profile: torchvision", "profile: timm", "profile", "conventions.", "'torchv"),
+    (
+        "profile: torchvision",
+        "profile: detectron",
+        "profile",
+        "conventions.",
+        "'torchv",
+    ),
 ]
 
 

@@ -30,6 +30,7 @@ import pytest
 
 from helpers import (
     SPECS,
+    TOLERANCE,
     build,
     expects_pixels,
     keras_arrays,
@@ -42,7 +43,6 @@ from helpers import (
 )
 from mbcompile.backends.weights import param_ops, torch_to_keras
 
-TOLERANCE = 1e-4  # the one cross-framework tolerance, applied to weights here
 LEARNING_RATE = 0.1
 BATCH = 4
 RESOLUTION = 64  # small maps (2 x 2 at the end) make Bessel's correction visible

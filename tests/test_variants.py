@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from crosscheck import outputs, worst_difference
-from helpers import LOGIT_TOLERANCE, SPECS, build
+from helpers import SPECS, TOLERANCE, build
 from mbcompile import compiler
 from mbcompile.backends.weights import param_ops
 from mbcompile.errors import SpecError
@@ -58,7 +58,7 @@ def test_all_row_options_agree(all_options, tmp_path, overrides, worst_differenc
     _, got_torch, got_keras = outputs(all_options, tmp_path, overrides)
     diff = worst_difference(got_torch, got_keras)
     worst_differences.append((f"all_options {overrides}", diff))
-    assert diff <= LOGIT_TOLERANCE
+    assert diff <= TOLERANCE
 
 
 def test_row_options_reach_the_ir(all_options):
@@ -111,7 +111,7 @@ def test_output_stride_dilates_like_torchvision(tmp_path, worst_differences):
     assert got_torch["output"].shape == (2, 960)
     diff = worst_difference(got_torch, got_keras)
     worst_differences.append(("v3_large output_stride 16", diff))
-    assert diff <= LOGIT_TOLERANCE
+    assert diff <= TOLERANCE
 
 
 def test_output_stride_8_feature_taps(tmp_path, worst_differences):
@@ -131,7 +131,7 @@ def test_output_stride_8_feature_taps(tmp_path, worst_differences):
     }
     diff = worst_difference(got_torch, got_keras)
     worst_differences.append(("v2 output_stride 8 taps", diff))
-    assert diff <= LOGIT_TOLERANCE
+    assert diff <= TOLERANCE
 
 
 @pytest.mark.parametrize("pool", ["none", "max"])
@@ -142,7 +142,7 @@ def test_headless_pooling(pool, tmp_path, worst_differences):
     assert got_torch["output"].shape == expected
     diff = worst_difference(got_torch, got_keras)
     worst_differences.append((f"v3_small headless pool {pool}", diff))
-    assert diff <= LOGIT_TOLERANCE
+    assert diff <= TOLERANCE
 
 
 def test_taps_by_block_index_stop_the_network(tmp_path):
@@ -207,7 +207,8 @@ def test_errors_teach_for_new_keys(tmp_path):
         "10: stages[2].se_ration: unknown key 'se_ration' — did you mean 'se_ratio'?",
         "11: stages[3]: a row with dilation > 1 needs s: 1",
         "12: stages[4].block: unknown block type; expected one of depthwise_separable, "
-        "inverted_residual, bneck, fused_inverted_residual, conv_bn_act",
+        "inverted_residual, bneck, fused_inverted_residual, "
+        "universal_inverted_residual, conv_bn_act",
         "13: head: pool: none needs include_top: false (logits need pooling)",
         "14: incude_top: unknown key 'incude_top' — did you mean 'include_top'?",
     ]
@@ -220,3 +221,89 @@ def test_feature_tap_errors(tmp_path):
     spec.write_text(ALL_OPTIONS + "include_top: false\nfeatures: [stride32]\n")
     with pytest.raises(SpecError, match="no block has total stride 32"):
         compiler.load_and_expand(spec, ["output_stride=16"])
+
+
+# The options of the newer families on every row type that has them: universal
+# inverted bottlenecks in all their forms (the stride on each of their depthwise
+# convs, layer scale), squeeze-excite on depthwise-separable rows (sigmoid gate,
+# width from the input), FBNet's forced expansion, groups of rows (timm's stages),
+# depth scaling, stochastic depth and a MobileNetV4 head.
+MODERN_OPTIONS = """
+name: modern_options
+family: v4
+resolution: 64
+num_classes: 10
+conventions: {profile: timm, se_rounding: round}
+squeeze_excite: {act: swish, gate: sigmoid, width_from: input}
+depth_coefficient: 1.5
+drop_path_rate: 0.3
+stem: {c: 16, k: 3, s: 2, act: swish}
+block: universal_inverted_residual
+stages:
+  - {block: depthwise_separable, c: 16, se: true, pw_act: false, residual: true}
+  - - {block: inverted_residual, t: 1, c: 16, expand: true, se: true, act: relu}
+    - {block: fused_inverted_residual, t: 4, c: 24, s: 2, act: relu6}
+  - - {start: 5, k: 3, t: 3, c: 32, s: 2, stride_on: start, layer_scale: 0.5}
+    - {start: 3, k: 0, t: 2, c: 32, n: 2, layer_scale: 1.0e-2}
+    - {start: 0, k: 0, t: 2, c: 32}
+    - {start: 0, k: 3, end: 5, t: 4, c: 40, s: 2, stride_on: end}
+    - {start: 3, k: 5, end: 3, t: 2, c: 40, act: hardswish}
+  - {block: conv_bn_act, c: 96, k: 1, act: relu}
+head:
+  hidden: {c: 128, act: relu, norm: true}
+  dropout: 0.1
+"""
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["conventions.stride2_padding=same", "conventions.stem_padding=same"],
+        ["conventions=torchvision"],
+        ["fold_batch_norm=true", "output_stride=16"],
+    ],
+    ids=["timm", "tf-same", "torchvision-layout", "folded-dilated"],
+)
+def test_modern_options_agree(tmp_path, overrides, worst_differences):
+    path = tmp_path / "modern_options.yaml"
+    path.write_text(MODERN_OPTIONS)
+    _, got_torch, got_keras = outputs(path, tmp_path, overrides)
+    diff = worst_difference(got_torch, got_keras)
+    worst_differences.append((f"modern_options {overrides}", diff))
+    assert diff <= TOLERANCE
+
+
+def test_modern_options_reach_the_ir(tmp_path):
+    from timm_models import import_timm
+
+    path = tmp_path / "modern_options.yaml"
+    path.write_text(MODERN_OPTIONS)
+    loaded, graph = compiler.load_and_expand(path)
+    rows = [b for b in graph.blocks if b.role == "stage"]
+    by_row: dict[tuple, list] = {}
+    for block in rows:
+        by_row.setdefault(block.origin[1:], []).append(block)
+    # Depth scaling per group of rows, as timm's own _scale_stage_depth does it.
+    scale = import_timm().models._efficientnet_builder._scale_stage_depth
+    for i, item in enumerate(loaded.spec.stages):
+        group = item if isinstance(item, list) else [item]
+        keys = [(i, j) for j in range(len(item))] if isinstance(item, list) else [(i,)]
+        scaled = scale(list(range(len(group))), [row.n for row in group], 1.5, "ceil")
+        timm_repeats = [scaled.count(j) for j in range(len(group))]
+        assert [len(by_row[key]) for key in keys] == timm_repeats, i
+    ds = by_row[(0,)][0].params
+    assert ds.se.squeeze_c == 4 and ds.se.gate == "sigmoid"  # round(16 * 0.25)
+    fbnet = by_row[(1, 0)][0].params
+    assert fbnet.expand and fbnet.exp_c == 16  # t = 1, expanded all the same
+    extra_dw = by_row[(2, 0)][0].params
+    assert (extra_dw.start.stride, extra_dw.mid.stride) == (2, 1)  # stride_on: start
+    assert extra_dw.layer_scale == 0.5
+    strided_end = by_row[(2, 3)][0].params
+    assert (strided_end.mid.stride, strided_end.end.stride) == (1, 2)
+    ffn = by_row[(2, 2)][0].params
+    assert ffn.start is ffn.mid is ffn.end is None
+    for index, block in enumerate(rows):
+        residual = getattr(block.params, "residual", False)
+        rate = 0.3 * index / len(rows) if residual else 0.0
+        assert getattr(block.params, "drop_path", 0.0) == pytest.approx(rate)

@@ -50,7 +50,7 @@ def depthwise_separable(
     block_id: int,
     pad=None,
 ):
-    """MobileNet V1 layer: depthwise conv-bn-act, then pointwise 1x1 conv-bn-act."""
+    """Depthwise conv-bn-act, then pointwise 1x1 conv-bn-act."""
     x, padding = padded(x, pad, f"conv_pad_{block_id}")
     x = layers.DepthwiseConv2D(
         kernel,
@@ -63,7 +63,8 @@ def depthwise_separable(
     x = ACTIVATIONS[act](f"conv_dw_{block_id}_{act}")(x)
     x = layers.Conv2D(filters, 1, use_bias=False, name=f"conv_pw_{block_id}")(x)
     x = batch_norm(f"conv_pw_{block_id}_bn")(x)
-    return ACTIVATIONS[act](f"conv_pw_{block_id}_{act}")(x)
+    x = ACTIVATIONS[act](f"conv_pw_{block_id}_{act}")(x)
+    return x
 
 
 def build_model() -> keras.Model:

@@ -41,19 +41,18 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=
     return ACTIVATIONS[act](f"{name}_{act}")(x)
 
 
-def squeeze_excite(x, squeeze_c: int, prefix: str):
-    """x * hardsigmoid(conv_1(relu(conv(avgpool(x))))), keras.applications' SE.
+def squeeze_excite(x, squeeze_c: int, name: str):
+    """x * hardsigmoid(expand(relu(reduce(avgpool(x))))), as keras.applications' SE.
 
     The gate is spelled relu6(s + 3) * (1/6) as there, so logits match it bit for bit.
     """
     channels = x.shape[-1]
-    name = prefix + "squeeze_excite_"
-    s = layers.GlobalAveragePooling2D(keepdims=True, name=name + "avg_pool")(x)
-    s = layers.Conv2D(squeeze_c, 1, name=name + "conv")(s)
-    s = layers.ReLU(name=name + "relu")(s)
-    s = layers.Conv2D(channels, 1, name=name + "conv_1")(s)
-    s = layers.ReLU(6.0, name=name + "hard_sigmoid")(s + 3.0) * (1.0 / 6.0)
-    return layers.Multiply(name=name + "mul")([x, s])
+    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}avg_pool")(x)
+    s = layers.Conv2D(squeeze_c, 1, name=f"{name}conv")(s)
+    s = ACTIVATIONS["relu"](f"{name}relu")(s)
+    s = layers.Conv2D(channels, 1, name=f"{name}conv_1")(s)
+    s = layers.ReLU(6.0, name=f"{name}hard_sigmoid")(s + 3.0) * (1.0 / 6.0)
+    return layers.Multiply(name=f"{name}mul")([x, s])
 
 
 def inverted_residual(
@@ -74,21 +73,21 @@ def inverted_residual(
     prefix = f"expanded_conv_{block_id}_" if block_id else "expanded_conv_"
     shortcut = x
     if expanded is not None:
-        x = layers.Conv2D(expanded, 1, use_bias=False, name=prefix + "expand")(x)
-        x = batch_norm(prefix + "expand_bn")(x)
-        x = ACTIVATIONS[act](prefix + "expand_" + act)(x)
-    x, padding = padded(x, pad, prefix + "depthwise_pad")
+        x = layers.Conv2D(expanded, 1, use_bias=False, name=f"{prefix}expand")(x)
+        x = batch_norm(f"{prefix}expand_bn")(x)
+        x = ACTIVATIONS[act](f"{prefix}expand_{act}")(x)
+    x, padding = padded(x, pad, f"{prefix}depthwise_pad")
     x = layers.DepthwiseConv2D(
-        kernel, stride, padding, use_bias=False, name=prefix + "depthwise"
+        kernel, stride, padding, use_bias=False, name=f"{prefix}depthwise"
     )(x)
-    x = batch_norm(prefix + "depthwise_bn")(x)
-    x = ACTIVATIONS[act](prefix + "depthwise_" + act)(x)
+    x = batch_norm(f"{prefix}depthwise_bn")(x)
+    x = ACTIVATIONS[act](f"{prefix}depthwise_{act}")(x)
     if se:
-        x = squeeze_excite(x, se, prefix)
-    x = layers.Conv2D(filters, 1, use_bias=False, name=prefix + "project")(x)
-    x = batch_norm(prefix + "project_bn")(x)
+        x = squeeze_excite(x, se, f"{prefix}squeeze_excite_")
+    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}project")(x)
+    x = batch_norm(f"{prefix}project_bn")(x)
     if residual:
-        x = layers.Add(name=prefix + "add")([shortcut, x])
+        x = layers.Add(name=f"{prefix}add")([shortcut, x])
     return x
 
 

@@ -57,19 +57,19 @@ def inverted_residual(
     prefix = f"expanded_conv_{block_id}_" if block_id else "expanded_conv_"
     shortcut = x
     if expanded is not None:
-        x = layers.Conv2D(expanded, 1, use_bias=False, name=prefix + "expand")(x)
-        x = batch_norm(prefix + "expand_bn")(x)
-        x = ACTIVATIONS[act](prefix + "expand_" + act)(x)
-    x, padding = padded(x, pad, prefix + "depthwise_pad")
+        x = layers.Conv2D(expanded, 1, use_bias=False, name=f"{prefix}expand")(x)
+        x = batch_norm(f"{prefix}expand_bn")(x)
+        x = ACTIVATIONS[act](f"{prefix}expand_{act}")(x)
+    x, padding = padded(x, pad, f"{prefix}depthwise_pad")
     x = layers.DepthwiseConv2D(
-        kernel, stride, padding, use_bias=False, name=prefix + "depthwise"
+        kernel, stride, padding, use_bias=False, name=f"{prefix}depthwise"
     )(x)
-    x = batch_norm(prefix + "depthwise_bn")(x)
-    x = ACTIVATIONS[act](prefix + "depthwise_" + act)(x)
-    x = layers.Conv2D(filters, 1, use_bias=False, name=prefix + "project")(x)
-    x = batch_norm(prefix + "project_bn")(x)
+    x = batch_norm(f"{prefix}depthwise_bn")(x)
+    x = ACTIVATIONS[act](f"{prefix}depthwise_{act}")(x)
+    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}project")(x)
+    x = batch_norm(f"{prefix}project_bn")(x)
     if residual:
-        x = layers.Add(name=prefix + "add")([shortcut, x])
+        x = layers.Add(name=f"{prefix}add")([shortcut, x])
     return x
 
 

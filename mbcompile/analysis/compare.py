@@ -48,9 +48,13 @@ TOTALS = (
 
 def stage_labels(cols: list[Column]) -> list[str]:
     """Stage labels in network order, the union over all columns."""
-    order = {"stem": -1, "head": 10**6, "classifier": 10**6 + 1}
+    order = {"stem": (-1,), "head": (10**6,), "classifier": (10**6 + 1,)}
     labels = {s.label for c in cols for s in c.report.stages()}
-    return sorted(labels, key=lambda s: order.get(s, int(s.partition(".")[2] or 0)))
+
+    def position(label: str) -> tuple[int, ...]:  # stages.3 or stages.2.0
+        return order.get(label) or tuple(int(p) for p in label.split(".")[1:])
+
+    return sorted(labels, key=position)
 
 
 def rows(cols: list[Column]) -> list[tuple[str, str, list[int | None]]]:

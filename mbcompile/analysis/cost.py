@@ -254,6 +254,9 @@ def node_cost(graph: Graph, node_id: str, live: int = 0) -> NodeCost:
         counts["bn_ops"] = 2 * out  # y = x * scale + shift once folded
     elif kind == "act":
         counts["act_ops"] = out
+    elif kind == "scale":
+        counts["params"] = a["channels"]
+        counts["elementwise_ops"] = out
     elif kind in ("add", "mul"):
         counts["elementwise_ops"] = out
     elif kind == "rescale":
@@ -296,7 +299,9 @@ def stage_label(graph: Graph, index: int) -> str:
     """The spec part a block comes from: `stem`, `stages.<row>`, `head` or
     `classifier` (compare aligns columns by it)."""
     block = graph.blocks[index]
-    return f"stages.{block.stage}" if block.role == "stage" else block.role
+    if block.role == "stage":  # stages.<row> or stages.<group>.<row>
+        return ".".join(str(part) for part in block.origin)
+    return block.role
 
 
 def separable_parts(graph: Graph) -> list[SeparableCost]:

@@ -43,24 +43,32 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
     spell_padding(ctx["blocks"], keras_pad)
     for b in ctx["blocks"]:
         b.x["shape"] = shape_comment(b.shape)
-        if b.number is not None:
-            b.x["block_id"] = b.number + names["first_block_id"]
+        if b.number is not None:  # timm: "<stage>_<block>", else a count
+            b.x["block_id"] = (
+                f"{b.group}_{b.position}"
+                if names["block_id_type"] == "str"
+                else b.number + names["first_block_id"]
+            )
         if b.role in ("stem", "head"):
             b.x["names"] = names[b.role]
         elif b.type == "conv_bn_act":  # a stage-table row
+            patterns = names["conv_bn_act"]
             b.x["names"] = tuple(
-                naming.fill(pattern, b.x["block_id"]) for pattern in names["conv_row"]
+                naming.fill(patterns[part], block_id=b.x["block_id"])
+                for part in ("conv", "bn")
             )
     conventions = net.conventions
+    shared = options(graph, ctx["blocks"])
+    se_act = {shared["se"].act} if shared["se"] else set()  # the SE helper's
     return {
+        "activations": sorted({*ctx["activations"], *se_act}),
         "bn_eps": repr(conventions.bn_epsilon),
         "bn_momentum": repr(round(1 - conventions.bn_momentum, 12)),
         "torch_momentum": repr(conventions.bn_momentum),
         "keras_activations": ACTIVATIONS,
         "names": names,
         "m": {
-            **options(ctx["blocks"]),
-            "fold_bn": net.fold_batch_norm,
+            **shared,
             "names": names,
         },
         "input_comment": shape_comment(graph.shape("input")),

@@ -89,15 +89,18 @@ class BlockView:
     role: str  # stem, stage, head or classifier
     index: int  # position in the model body
     number: int | None  # position among stage-table blocks (Keras block ids)
+    group: int | None  # the item of `stages` it comes from (timm's stage)
+    position: int | None  # its position in that item (timm's block in the stage)
     p: Any  # the block's typed parameters (see mbcompile/ir/blocks/)
     shape: tuple[int, ...]  # output shape, (C, H, W) or (F,)
     x: dict[str, Any] = field(default_factory=dict)  # backend-specific spellings
 
 
 def block_views(graph: Graph) -> list[BlockView]:
-    views, number = [], 0
+    views, number, in_group = [], 0, {}
     for block in graph.blocks:
         stage = block.role == "stage"
+        group = block.stage
         views.append(
             BlockView(
                 type=block.type,
@@ -105,11 +108,15 @@ def block_views(graph: Graph) -> list[BlockView]:
                 role=block.role,
                 index=block.index,
                 number=number if stage else None,
+                group=group,
+                position=in_group.get(group, 0) if stage else None,
                 p=block.params,
                 shape=block.out_shape,
             )
         )
         number += stage
+        if stage:
+            in_group[group] = in_group.get(group, 0) + 1
     return views
 
 
@@ -133,18 +140,22 @@ def spell_padding(blocks: list[BlockView], spell) -> None:
         b.x["pad"] = {name: spell(conv) for name, conv in spatial_convs(b.p).items()}
 
 
-def options(blocks: list[BlockView]) -> dict[str, Any]:
+def options(graph: Graph, blocks: list[BlockView]) -> dict[str, Any]:
     """What the helpers of several block types share, so that a network that does
     not use an option gets helpers without it: explicit padding (after
-    `spell_padding`), dilation, squeeze-excite (`se_home`: the template before whose
-    helper the squeeze-excite helper is emitted)."""
+    `spell_padding`), dilation, batch norm (none left once all are folded),
+    squeeze-excite (`se`: how the network builds it; `se_home`: the template before
+    whose helper its helper is emitted)."""
     convs = [conv for b in blocks for conv in spatial_convs(b.p).values()]
-    se_templates = [b.template for b in blocks if getattr(b.p, "se", None)]
+    with_se = [b for b in blocks if getattr(b.p, "se", None)]
     return {
+        "fold_bn": graph.network.fold_batch_norm,
+        "uses_bn": any(graph.node(n)["kind"] == "bn" for n in graph.order),
         "uses_pad": any(pad for b in blocks for pad in b.x["pad"].values()),
         "uses_dilation": any(conv.dilation != 1 for conv in convs),
-        "uses_se": bool(se_templates),
-        "se_home": se_templates[0] if se_templates else None,
+        "uses_se": bool(with_se),
+        "se": with_se[0].p.se if with_se else None,
+        "se_home": with_se[0].template if with_se else None,
     }
 
 
@@ -159,7 +170,8 @@ def keywords_used(blocks: list[BlockView], macros: dict) -> dict[str, set[str]]:
 
 
 def _activations(graph: Graph) -> set[str]:
-    """Activations chosen by the spec (SE's own are spelled in its helper)."""
+    """Activations of the network's blocks (squeeze-excite's own are spelled by
+    each backend's squeeze-excite helper)."""
     used = set()
     for block in graph.blocks:
         used |= {getattr(block.params, "act", None)}

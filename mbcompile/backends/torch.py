@@ -1,4 +1,5 @@
-"""PyTorch lowering: module classes whose state_dict keys follow torchvision."""
+"""PyTorch lowering: module classes whose state_dict keys follow the reference
+library of the spec's conventions (torchvision's layout, or timm's)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ from ..ir.blocks import BLOCK_TYPES
 from ..ir.blocks.base import Spatial
 from ..ir.graph import Graph
 from . import naming
-from .render import options, spell_padding
+from .render import environment, options, spell_padding
 
-# Activation modules as torchvision builds them: in place where PyTorch can (it
-# saves a copy of every activation map, ~15% of V2's eager latency), except
-# squeeze-excite's own ReLU and Hardsigmoid, which torchvision leaves out of place.
+# Activation modules as torchvision and timm build them: in place where PyTorch can
+# (it saves a copy of every activation map, ~15% of V2's eager latency).
 ACTIVATIONS = {
     "relu": "nn.ReLU(inplace=True)",
     "relu6": "nn.ReLU6(inplace=True)",
@@ -21,6 +21,21 @@ ACTIVATIONS = {
     "swish": "nn.SiLU(inplace=True)",
     "sigmoid": "nn.Sigmoid()",
     "identity": "nn.Identity()",
+}
+# Squeeze-excite's own activation and gate, which torchvision leaves out of place.
+SE_MODULES = {
+    "relu": "nn.ReLU()",
+    "relu6": "nn.ReLU6()",
+    "hardswish": "nn.Hardswish()",
+    "hardsigmoid": "nn.Hardsigmoid()",
+    "swish": "nn.SiLU()",
+    "sigmoid": "nn.Sigmoid()",
+    "identity": "nn.Identity()",
+}
+FORWARD_DOCS = {
+    "logits": "Logits",
+    "features": "Pooled features",
+    "feature maps": "Feature maps",
 }
 
 
@@ -38,21 +53,48 @@ def shape_comment(shape: tuple[int, ...]) -> str:
 
 def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
     net = graph.network
-    spell_padding(ctx["blocks"], torch_pad)
-    for b in ctx["blocks"]:
+    blocks = ctx["blocks"]
+    spell_padding(blocks, torch_pad)
+    for b in blocks:
         b.x["shape"] = shape_comment(b.shape)
+    names = naming.torch_names(net.conventions, net.family)
+    timm = names["style"] == "timm"
     fold_bn = net.fold_batch_norm
-    class_names = {name: t.class_name for name, t in BLOCK_TYPES.items()}
-    class_names["conv_bn_act"] = "ConvAct" if fold_bn else "ConvBNAct"
+    class_names = {t.template: t.class_name for t in BLOCK_TYPES.values()}
+    conv_class = "ConvAct" if fold_bn and not timm else class_names["conv_bn_act"]
+    class_names["conv_bn_act"] = conv_class
+    templates = ctx["templates"]
+    if timm:  # stem and head are attributes of the model, not block calls
+        templates = list(dict.fromkeys(b.template for b in blocks if b.role == "stage"))
+    stages: dict[int, list] = {}
+    for b in blocks:
+        if b.role == "stage":
+            stages.setdefault(b.group, []).append(b)
+    kinds = {graph.node(n)["kind"] for n in graph.order}
+    pooled = graph.network.pool != "none"
+    returns = (
+        "logits" if net.include_top else ("features" if pooled else "feature maps")
+    )
+    env = environment()
     return {
         "m": {
-            **options(ctx["blocks"]),
-            "fold_bn": fold_bn,
-            "conv_class": class_names["conv_bn_act"],
-            "names": naming.torch_names(net.conventions, net.family),
+            **options(graph, blocks),
+            "conv_class": conv_class,
+            "names": names,
+            "uses_drop_path": "drop_path" in kinds,
+            "uses_layer_scale": "scale" in kinds,
+            "uses_convnormact": timm and "universal_inverted_residual" in templates,
+            "se_modules": SE_MODULES,
         },
-        "class_names": {b.template: class_names[b.type] for b in ctx["blocks"]},
+        "timm": timm,
+        "templates": templates,
+        "stages": list(stages.values()),
+        "class_names": class_names,
         "torch_activations": ACTIVATIONS,
+        "forward_doc": FORWARD_DOCS[returns],
+        "timm_layers": env.get_template("torch/timm_layers.py.j2").module,
+        "drop_path": env.get_template("torch/drop_path.py.j2").module,
+        "layer_scale": env.get_template("torch/layer_scale.py.j2").module,
         "bn_eps": repr(net.conventions.bn_epsilon),
         "bn_momentum": repr(net.conventions.bn_momentum),
         "input_comment": shape_comment(graph.shape("input")),

@@ -10,6 +10,7 @@ module and the n-th weighted layer of the Keras model. Per op, the tensors are:
 | dwconv | weight (C*m, 1, kh, kw) [, bias (C*m,)]    | depthwise_kernel (kh, kw, C, m) [, bias] |
 | bn     | weight, bias, running_mean, running_var   | gamma, beta, moving_mean, moving_variance |
 | dense  | weight (out, in), bias                    | kernel (in, out) or, as a 1x1 conv, (1, 1, in, out); bias |
+| scale  | gamma (C,)                                | depthwise_kernel (1, 1, C, 1) of a 1x1 depthwise conv |
 
 Arrays are numpy-like (anything with `.shape`, `.transpose` and `.reshape`); this
 module imports no framework.
@@ -55,10 +56,15 @@ def param_ops(graph: Graph) -> list[ParamOp]:
                 keras_s.append((c * m,))
         elif kind == "bn":
             torch_s = keras_s = [(a["channels"],)] * 4
+        elif kind == "scale":  # gamma; in Keras a 1x1 depthwise conv's kernel
+            torch_s, keras_s = [(a["channels"],)], [(1, 1, a["channels"], 1)]
         else:  # dense
             i, o = a["in_f"], a["out_f"]
-            torch_s = [(o, i), (o,)]
-            keras_s = [(1, 1, i, o) if a["form"] == "conv1x1" else (i, o), (o,)]
+            torch_s = [(o, i)]
+            keras_s = [(1, 1, i, o) if a["form"] == "conv1x1" else (i, o)]
+            if a["bias"]:
+                torch_s.append((o,))
+                keras_s.append((o,))
         ops.append(ParamOp(node_id, kind, tuple(torch_s), tuple(keras_s), a))
     return ops
 
@@ -71,11 +77,13 @@ def torch_to_keras(op: ParamOp, tensors: list) -> list:
     if op.kind == "dwconv":
         c, m, k = op.attrs["channels"], op.attrs["multiplier"], op.attrs["kernel"]
         return [tensors[0].reshape(c, m, k, k).transpose(2, 3, 0, 1), *tensors[1:]]
+    if op.kind == "scale":
+        return [tensors[0].reshape(1, 1, -1, 1)]
     if op.kind == "dense":
         kernel = tensors[0].transpose(1, 0)
         if op.attrs["form"] == "conv1x1":
             kernel = kernel.reshape(1, 1, *kernel.shape)
-        return [kernel, tensors[1]]
+        return [kernel, *tensors[1:]]
     return list(tensors)  # bn: same four vectors in the same order
 
 
@@ -87,9 +95,11 @@ def keras_to_torch(op: ParamOp, arrays: list) -> list:
     if op.kind == "dwconv":
         c, m, k = op.attrs["channels"], op.attrs["multiplier"], op.attrs["kernel"]
         return [arrays[0].transpose(2, 3, 0, 1).reshape(c * m, 1, k, k), *arrays[1:]]
+    if op.kind == "scale":
+        return [arrays[0].reshape(-1)]
     if op.kind == "dense":
         kernel = arrays[0].reshape(op.attrs["in_f"], op.attrs["out_f"])
-        return [kernel.transpose(1, 0), arrays[1]]
+        return [kernel.transpose(1, 0), *arrays[1:]]
     return list(arrays)
 
 

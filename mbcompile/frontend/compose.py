@@ -174,12 +174,18 @@ def apply_all_rows(
     stages = data.get("stages")
     if not isinstance(stages, list):
         return  # validation reports it
-    for i, row in enumerate(stages):
+    rows = []  # (path, row) for rows and for the rows of groups (stages)
+    for i, item in enumerate(stages):
+        if isinstance(item, list):
+            rows += [(("stages", i, j), row) for j, row in enumerate(item)]
+        else:
+            rows.append((("stages", i), item))
+    for path, row in rows:
         if not isinstance(row, dict):
             continue
         row_fields = fields.get(row.get("block", data.get("block")), set())
         for key, value in values.items():
-            target = ("stages", i, key)
+            target = (*path, key)
             if key not in row_fields or target in set_origins:
                 continue
             row[key] = copy.deepcopy(value)

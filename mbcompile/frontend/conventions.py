@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-PROFILES = ("torchvision", "keras_applications")
+PROFILES = ("torchvision", "keras_applications", "timm")
+# Network families (the spec's `family`): which paper a network follows. Profiles
+# give a value per family where the references differ; families a profile does not
+# name take its "default".
+FAMILIES = ("v1", "v2", "v3", "v4", "efficientnet", "mnasnet", "lcnet", "fbnet")
 
 
 @dataclass(frozen=True)
@@ -26,49 +30,82 @@ class Conventions:
     # "round" the exact c*width; "truncate" it to int first (keras V1, every layer);
     # "truncate_stages": truncate stage-table outputs only (keras V2: not stem/head).
     width_rounding: str
-    expansion_rounding: str  # ratio rows: "round" (torchvision) or "floor" (keras)
+    # Ratio rows: "round" (torchvision: int(round(in*t))), "floor" (keras: in*t) or
+    # "divisible" (timm: make_divisible(in*t), whatever the width multiplier).
+    expansion_rounding: str
     expanded_size: str  # absolute expanded sizes: "scale" by width, or "ratio" of input
     # "when_needed": the block changes width (torchvision: t != 1 for ratio rows,
-    # expanded != input for absolute sizes); "except_first": every block but the first.
+    # expanded != input for absolute sizes); "except_first": every block but the
+    # first; "always" (timm: an inverted residual always has its 1x1 expansion).
     expand_conv: str
     stem_width: str  # "scaled" or "fixed"
-    head_width: str  # "scaled" or "scaled_above_one"
-    se_rounding: str  # squeeze channels from expanded*ratio: "floor" first, or "exact"
-    classifier: str  # "linear" (Dense / nn.Linear) or "conv1x1" (Keras 1x1 conv head)
+    head_width: str  # "scaled", "scaled_above_one" or "fixed"
+    # Squeeze channels from width*ratio: make_divisible of it truncated ("floor") or
+    # exact ("exact"), or Python's round of it with no divisor ("round": timm's
+    # EfficientNet, MnasNet and LCNet).
+    se_rounding: str
+    # "linear" (Dense / nn.Linear), "conv1x1" (keras.applications: the hidden and
+    # logits layers as 1x1 convs on the pooled map) or "conv_head" (timm: the hidden
+    # layer as a 1x1 conv on the pooled map, the logits a Linear).
+    classifier: str
     input_rescaling: bool  # Keras V3's Rescaling(1/127.5, offset=-1) at the input
 
 
-# Values that differ per network family are given as {family: value}.
+# Values that differ per network family are given as {family: value, "default": ...}.
 _PROFILE_TABLE: dict[str, dict[str, Any]] = {
     "torchvision": {
         "stride2_padding": "symmetric",
         "stem_padding": "symmetric",
-        "bn_epsilon": {"v1": 1e-5, "v2": 1e-5, "v3": 1e-3},
-        "bn_momentum": {"v1": 0.1, "v2": 0.1, "v3": 0.01},
+        "bn_epsilon": {"v1": 1e-5, "v2": 1e-5, "default": 1e-3},
+        "bn_momentum": {"v1": 0.1, "v2": 0.1, "default": 0.01},
         "width_rounding": "round",
         "expansion_rounding": "round",
         "expanded_size": "scale",
         "expand_conv": "when_needed",
         "stem_width": "scaled",
-        "head_width": {"v1": "scaled", "v2": "scaled_above_one", "v3": "scaled"},
+        "head_width": {"v2": "scaled_above_one", "default": "scaled"},
         "se_rounding": "floor",
         "classifier": "linear",
         "input_rescaling": False,
     },
     "keras_applications": {
-        "stride2_padding": {"v1": "end", "v2": "same", "v3": "same"},
+        "stride2_padding": {"v1": "end", "default": "same"},
         "stem_padding": "same",
         "bn_epsilon": 1e-3,
-        "bn_momentum": {"v1": 0.01, "v2": 0.001, "v3": 0.001},
-        "width_rounding": {"v1": "truncate", "v2": "truncate_stages", "v3": "round"},
+        "bn_momentum": {"v1": 0.01, "default": 0.001},
+        "width_rounding": {
+            "v1": "truncate",
+            "v2": "truncate_stages",
+            "default": "round",
+        },
         "expansion_rounding": "floor",
         "expanded_size": "ratio",
         "expand_conv": "except_first",
-        "stem_width": {"v1": "scaled", "v2": "scaled", "v3": "fixed"},
+        "stem_width": {"v1": "scaled", "v2": "scaled", "default": "fixed"},
         "head_width": "scaled_above_one",
         "se_rounding": "exact",
-        "classifier": {"v1": "conv1x1", "v2": "linear", "v3": "conv1x1"},
-        "input_rescaling": {"v1": False, "v2": False, "v3": True},
+        "classifier": {"v2": "linear", "default": "conv1x1"},
+        "input_rescaling": {"v1": False, "v2": False, "default": True},
+    },
+    # timm 1.0 (timm/models/mobilenetv3.py, efficientnet.py, _efficientnet_builder.py):
+    # PyTorch's BN defaults, make_divisible everywhere, the MobileNetV3 class's head
+    # (pooling, then a 1x1 conv_head of fixed width). Its `tf_` variants set
+    # stride2_padding/stem_padding: same and bn_epsilon: 1.0e-3; its EfficientNet
+    # class scales the head (head_width: scaled) and rounds SE widths (round).
+    "timm": {
+        "stride2_padding": "symmetric",
+        "stem_padding": "symmetric",
+        "bn_epsilon": 1e-5,
+        "bn_momentum": 0.1,
+        "width_rounding": "round",
+        "expansion_rounding": "divisible",
+        "expanded_size": "scale",
+        "expand_conv": "always",
+        "stem_width": "scaled",
+        "head_width": "fixed",
+        "se_rounding": "exact",
+        "classifier": "conv_head",
+        "input_rescaling": False,
     },
 }
 
@@ -80,6 +117,8 @@ def resolve(profile: str, family: str, overrides: dict[str, Any]) -> Conventions
     values: dict[str, Any] = {}
     for name in FIELD_NAMES:
         value = _PROFILE_TABLE[profile][name]
-        values[name] = value[family] if isinstance(value, dict) else value
+        if isinstance(value, dict):
+            value = value.get(family, value.get("default"))
+        values[name] = value
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Conventions(profile=profile, **values)

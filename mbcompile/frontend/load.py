@@ -22,7 +22,7 @@ from ..errors import SpecError, SpecErrors, shorten, shorten_path
 from ..files import Inputs
 from ..ir.blocks import ROW_MODELS, ROW_TYPES
 from . import compose
-from .model import Spec
+from .model import STAGE_ITEM_TAGS, Spec
 from .yamlsource import scalar
 
 MAX_BLOCKS = 8192  # stage-table blocks in all (sum of n); MobileNets have 13-17
@@ -125,17 +125,19 @@ def validate(
 def _inherits_bad_block(err: dict, data: dict) -> bool:
     """A row's bad block type that it only inherits from a bad top-level `block:`
     (reported once, there)."""
-    loc = err["loc"]
-    if err["type"] != "union_tag_invalid" or loc[:1] != ("stages",) or len(loc) != 2:
+    loc = tuple(p for p in err["loc"] if p not in STAGE_ITEM_TAGS)
+    if err["type"] != "union_tag_invalid" or loc[:1] != ("stages",):
         return False
-    row = _safe_get(data.get("stages"), loc[1])
+    row = data
+    for part in loc:
+        row = _safe_get(row, part)
     return isinstance(row, dict) and "block" not in row
 
 
 def total_stride(spec: Spec) -> int:
     """How much the feature map shrinks from input to the last block."""
     stride = spec.stem.s
-    for row in spec.stages:
+    for _, row in spec.rows():
         stride *= row.s
     if spec.output_stride is not None:  # later strides become dilations
         stride = min(stride, spec.output_stride)
@@ -154,10 +156,15 @@ def _network_limits(spec: Spec) -> list[tuple[tuple, str]]:
                 f"{stride}; needs at least {stride})",
             )
         )
-    blocks = sum(row.n for row in spec.stages)
+    blocks = sum(n for _, _, n in spec.repeats())
     if blocks > MAX_BLOCKS:
         problems.append(
-            (("stages",), f"{blocks} blocks in all (sum of n); at most {MAX_BLOCKS}")
+            (
+                ("stages",),
+                f"{blocks} blocks in all (sum of n"
+                f"{' times depth_coefficient' if spec.depth_coefficient != 1 else ''}"
+                f"); at most {MAX_BLOCKS}",
+            )
         )
     return problems
 
@@ -279,7 +286,11 @@ def _field_path(loc: tuple) -> str:
 def _clean_loc(loc: tuple) -> tuple:
     # pydantic adds the discriminator value (the block type) and validator names.
     return tuple(
-        p for p in loc if p not in ROW_TYPES and not str(p).startswith("function-")
+        p
+        for p in loc
+        if p not in ROW_TYPES
+        and p not in STAGE_ITEM_TAGS
+        and not str(p).startswith("function-")
     )
 
 
@@ -328,10 +339,13 @@ def _model_at(path: tuple, data: Any) -> type[BaseModel] | None:
             if i + 1 >= len(path):
                 return None
             row = _safe_get(_safe_get(node, "stages"), path[i + 1])
+            i += 2
+            if isinstance(row, list) and i < len(path):  # a row of a group
+                row, i = _safe_get(row, path[i]), i + 1
             block = (
                 row.get("block", data.get("block")) if isinstance(row, dict) else None
             )
-            model, node, i = ROW_MODELS.get(block), row, i + 2
+            model, node = ROW_MODELS.get(block), row
             continue
         field = model.model_fields.get(part) if model else None
         if field is None:

@@ -7,11 +7,14 @@ from the registry in `mbcompile.ir.blocks`.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
+    Discriminator,
     Field,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -19,7 +22,7 @@ from pydantic import (
 
 from ..ir.blocks import ROW_MODELS, ROW_TYPES
 from . import conventions as conv
-from .conventions import PROFILES
+from .conventions import FAMILIES, PROFILES
 from .fields import (
     Activation,
     Channels,
@@ -33,6 +36,17 @@ from .fields import (
 )
 
 
+def _scale_depth(repeats: list[int], coefficient: float) -> list[int]:
+    total, scaled_total = sum(repeats), math.ceil(sum(repeats) * coefficient)
+    scaled = []
+    for n in reversed(repeats):
+        share = max(1, round(n / total * scaled_total))
+        scaled.append(share)
+        total -= n
+        scaled_total -= share
+    return scaled[::-1]
+
+
 class ConventionsSpec(Strict):
     """A named profile plus optional per-field overrides (see conventions.py)."""
 
@@ -42,13 +56,13 @@ class ConventionsSpec(Strict):
     bn_epsilon: Positive | None = None
     bn_momentum: Ratio | None = None
     width_rounding: Literal["round", "truncate", "truncate_stages"] | None = None
-    expansion_rounding: Literal["round", "floor"] | None = None
+    expansion_rounding: Literal["round", "floor", "divisible"] | None = None
     expanded_size: Literal["scale", "ratio"] | None = None
-    expand_conv: Literal["when_needed", "except_first"] | None = None
+    expand_conv: Literal["when_needed", "except_first", "always"] | None = None
     stem_width: Literal["scaled", "fixed"] | None = None
-    head_width: Literal["scaled", "scaled_above_one"] | None = None
-    se_rounding: Literal["floor", "exact"] | None = None
-    classifier: Literal["linear", "conv1x1"] | None = None
+    head_width: Literal["scaled", "scaled_above_one", "fixed"] | None = None
+    se_rounding: Literal["floor", "exact", "round"] | None = None
+    classifier: Literal["linear", "conv1x1", "conv_head"] | None = None
     input_rescaling: bool | None = None
 
     @model_validator(mode="before")
@@ -74,6 +88,31 @@ StageRow = Annotated[
 ]
 
 
+def _stage_item_kind(value: Any) -> str:
+    return "group" if isinstance(value, list) else "row"
+
+
+# An item of `stages`: a row, or a list of rows that form one stage (timm builds each
+# such group as one nn.Sequential: `blocks.<group>.<block>`).
+StageItem = Annotated[
+    Annotated[StageRow, Tag("row")]
+    | Annotated[list[StageRow], Tag("group"), Field(min_length=1, max_length=64)],
+    Discriminator(_stage_item_kind),
+]
+# Tags pydantic puts into error locations for the two kinds of stage items.
+STAGE_ITEM_TAGS = ("row", "group")
+
+
+class SqueezeExciteSpec(Strict):
+    """How every squeeze-excite of the network is built (rows switch it on with `se`)."""
+
+    act: Activation = "relu"  # between the two 1x1 convs
+    gate: Literal["hardsigmoid", "sigmoid"] = "hardsigmoid"
+    # Squeeze width as se_ratio of the block's expanded width (MobileNetV3) or of its
+    # input (EfficientNet, MnasNet: se_ratio / t of the expanded width).
+    width_from: Literal["expanded", "input"] = "expanded"
+
+
 class HeadConvSpec(Strict):
     """The last 1x1 conv-bn-act: absolute channels `c`, or `t` times its input."""
 
@@ -88,10 +127,12 @@ class HeadConvSpec(Strict):
 
 
 class HiddenSpec(Strict):
-    """A hidden fully connected layer before the logits (MobileNet V3)."""
+    """A hidden fully connected layer before the logits (MobileNet V3), with batch
+    norm (and then no bias) where `norm` (MobileNetV4's head)."""
 
     c: Channels
     act: Activation = "hardswish"
+    norm: bool = False
 
 
 class HeadSpec(Strict):
@@ -132,12 +173,16 @@ FeatureTaps = Annotated[
 
 class Spec(Strict):
     name: Identifier
-    family: Literal["v1", "v2", "v3"]
+    family: Literal[FAMILIES]  # type: ignore[valid-type]
     resolution: Annotated[int, Field(ge=1, le=4096)]
     in_channels: Annotated[int, Field(ge=1, le=64)] = 3
     num_classes: Annotated[int, Field(ge=1, le=100_000)]
     width_multiplier: Annotated[float, Field(gt=0, le=8)] = 1.0
+    # MobileNet V1's depthwise channel multiplier (keras.applications' name).
     depth_multiplier: Annotated[int, Field(ge=1, le=8)] = 1
+    # EfficientNet's compound depth scaling: a stage of n blocks repeats ceil(n * d)
+    # times (over a group of rows, the extra repeats go to its last rows, as timm).
+    depth_coefficient: Annotated[float, Field(gt=0, le=8)] = 1.0
     channel_divisor: Annotated[int, Field(ge=1, le=256)] = 8
     conventions: ConventionsSpec
     # Backbone use: no classifier, dilation instead of stride, named feature outputs.
@@ -147,9 +192,13 @@ class Spec(Strict):
     fold_batch_norm: bool = False
     output_stride: Literal[8, 16, 32] | None = None
     features: FeatureTaps | None = None
+    # Stochastic depth: residual branches dropped in training, at rates rising
+    # linearly from 0 at the first stage-table block to this (timm's rule).
+    drop_path_rate: Ratio = 0.0
+    squeeze_excite: SqueezeExciteSpec = SqueezeExciteSpec()
     block: Literal[ROW_TYPES] | None = None  # type: ignore[valid-type]
     stem: StemSpec
-    stages: Annotated[list[StageRow], Field(min_length=1, max_length=256)]
+    stages: Annotated[list[StageItem], Field(min_length=1, max_length=256)]
     head: HeadSpec
 
     @field_validator("features")
@@ -168,20 +217,62 @@ class Spec(Strict):
             )
         return v
 
+    @field_validator("depth_multiplier", mode="before")
+    @classmethod
+    def _depth_multiplier_is_v1s(cls, v: Any) -> Any:
+        check(
+            not isinstance(v, float),
+            "depth_multiplier is MobileNet V1's depthwise channel multiplier (an "
+            "integer); EfficientNet's depth scaling is depth_coefficient",
+        )
+        return v
+
     @model_validator(mode="before")
     @classmethod
     def _default_block(cls, data: Any) -> Any:
         # `block:` at the top names the block type of every row that does not say.
         if isinstance(data, dict) and isinstance(data.get("stages"), list):
             default = data.get("block")
+
+            def named(row: Any) -> Any:
+                if isinstance(row, list):
+                    return [named(r) for r in row]
+                if isinstance(row, dict) and "block" not in row and default is not None:
+                    return {"block": default, **row}
+                return row
+
             data = dict(data)
-            data["stages"] = [
-                {"block": default, **row}
-                if isinstance(row, dict) and "block" not in row and default is not None
-                else row
-                for row in data["stages"]
-            ]
+            data["stages"] = [named(item) for item in data["stages"]]
         return data
+
+    def rows(self) -> list[tuple[tuple[int, ...], Any]]:
+        """(path within `stages`, row) for every row in order: (i,) for a row,
+        (i, j) for row j of a group."""
+        found = []
+        for i, item in enumerate(self.stages):
+            if isinstance(item, list):
+                found += [((i, j), row) for j, row in enumerate(item)]
+            else:
+                found.append(((i,), item))
+        return found
+
+    def repeats(self) -> list[tuple[tuple[int, ...], Any, int]]:
+        """(path, row, blocks) for every row: its `n`, scaled by `depth_coefficient`.
+
+        A stage of n blocks in all becomes ceil(n * d); over the rows of a group the
+        extra repeats are given from its last row backwards, each row keeping at
+        least one (timm's `_scale_stage_depth`, so EfficientNet-B1..B7 match it).
+        """
+        groups: dict[int, list] = {}
+        for path, row in self.rows():
+            groups.setdefault(path[0], []).append((path, row))
+        found = []
+        for members in groups.values():
+            counts = [row.n for _, row in members]
+            if self.depth_coefficient != 1:
+                counts = _scale_depth(counts, self.depth_coefficient)
+            found += [(p, r, n) for (p, r), n in zip(members, counts, strict=True)]
+        return found
 
     def resolved_conventions(self) -> conv.Conventions:
         given = self.conventions.model_dump(exclude={"profile"})

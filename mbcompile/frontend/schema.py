@@ -35,9 +35,12 @@ def build() -> dict[str, Any]:
     required = schema.pop("required")
     schema["if"] = {"required": ["extends"]}
     schema["else"] = {"required": required}
-    items = schema["properties"]["stages"]["items"]
-    items.pop("discriminator", None)
-    items["anyOf"] = items.pop("oneOf")
+    # A row, or a group of rows (one stage); rows are told apart by `block:`,
+    # which they may leave to the top-level `block:`, so no discriminator.
+    row, group = schema["properties"]["stages"]["items"]["oneOf"]
+    row = {"anyOf": row["oneOf"]}
+    group = {**group, "items": row}
+    schema["properties"]["stages"]["items"] = {"anyOf": [row, group]}
     conventions = schema["properties"]["conventions"]
     profiles = defs["ConventionsSpec"]["properties"]["profile"]["enum"]
     schema["properties"]["conventions"] = {

@@ -32,10 +32,15 @@ def scale_width(channels: int, width: float, divisor: int, truncate: bool) -> in
     return make_divisible(int(value) if truncate else value, divisor)
 
 
-def expand_ratio(in_channels: int, ratio: float, rounding: str) -> int:
+def expand_ratio(
+    in_channels: int, ratio: float, rounding: str, divisor: int = 8
+) -> int:
     """Expanded channels of an inverted residual given as a ratio of its input.
 
-    "round": torchvision's `int(round(in * t))`; "floor": keras' `in * t` for integer t.
+    "round": torchvision's `int(round(in * t))`; "floor": keras' `in * t` for integer
+    t; "divisible": timm's `make_divisible(in * t)`.
     """
     value = in_channels * ratio
+    if rounding == "divisible":
+        return make_divisible(value, divisor)
     return round(value) if rounding == "round" else math.floor(value)

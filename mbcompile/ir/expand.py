@@ -111,7 +111,9 @@ def _expand(loaded: LoadedSpec, stop: int | None = None) -> Graph:
         return graph.shape(x)[1:]
 
     def head_width(c: int) -> int:
-        keep = conv.head_width == "scaled_above_one" and spec.width_multiplier <= 1
+        keep = conv.head_width == "fixed" or (
+            conv.head_width == "scaled_above_one" and spec.width_multiplier <= 1
+        )
         return c if keep else ctx.scale(c)
 
     features = 0  # index inside the `features` section
@@ -127,19 +129,22 @@ def _expand(loaded: LoadedSpec, stop: int | None = None) -> Graph:
     ctx.in_raw = stem.c
     total_stride = stem.s
 
-    for stage_index, row in enumerate(spec.stages):
+    rows = spec.repeats()
+    ctx.blocks_total = sum(n for _, _, n in rows)
+    for path, row, repeats in rows:
         block_type = BLOCK_TYPES[row.block]
-        for repeat in range(row.n):
+        for repeat in range(repeats):
             stride = row.s if repeat == 0 else 1
             if spec.output_stride and total_stride * stride > spec.output_stride:
                 ctx.rate *= stride  # dilate instead of striding (see base.atrous)
             else:
                 total_stride *= stride
             params = block_type.resolve(ctx, row, stride, size())
-            origin = ("stages", stage_index)
+            origin = ("stages", *path)
             emit(block_type, params, "stage", origin, f"features.{features}")
             features += 1
             ctx.first_block = False
+            ctx.block_index += 1
         ctx.in_raw = row.c
 
     if spec.head.conv is not None:
@@ -165,6 +170,7 @@ def _expand(loaded: LoadedSpec, stop: int | None = None) -> Graph:
         ctx,
         hidden_c=head_width(hidden.c) if hidden else 0,
         hidden_act=hidden.act if hidden else None,
+        hidden_norm=hidden.norm if hidden else False,
         dropout=spec.head.dropout,
     )
     emit(classifier.BLOCK, params, "classifier", ("head",), "classifier")

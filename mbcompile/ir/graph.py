@@ -25,6 +25,8 @@ Op kinds and their attributes:
 | pool      | mode ("avg" or "max"), keepdims |
 | dense     | in_f, out_f, bias |
 | dropout   | rate |
+| drop_path | rate (stochastic depth of a residual branch: drops whole samples in training) |
+| scale     | channels (a learned per-channel factor: layer scale) |
 | flatten   | |
 """
 
@@ -38,7 +40,7 @@ import networkx as nx
 
 from ..frontend.conventions import Conventions
 
-PARAMETRIC = ("conv", "dwconv", "bn", "dense")
+PARAMETRIC = ("conv", "dwconv", "bn", "dense", "scale")
 KINDS = (
     "input",
     "rescale",
@@ -52,6 +54,8 @@ KINDS = (
     "pool",
     "dense",
     "dropout",
+    "drop_path",
+    "scale",
     "flatten",
 )
 
@@ -91,14 +95,16 @@ class Block:
     type: str  # block type (registry name), e.g. "inverted_residual"
     params: Any  # the block type's typed parameters (a frozen dataclass)
     role: str  # one of ROLES
-    origin: tuple  # spec path it came from: ("stem",), ("stages", 3), ("head", "conv")
+    # The spec path it came from: ("stem",), ("stages", 3), ("stages", 2, 0) (row 0
+    # of the group of rows at stages[2]), ("head", "conv"), ("head",).
+    origin: tuple
     nodes: list[str] = field(default_factory=list)
     out_shape: tuple[int, ...] = ()
     output: str = ""  # the node whose value the block returns
 
     @property
     def stage(self) -> int | None:
-        """Stage-table row that produced it, if any."""
+        """The item of `stages` (a row or a group of rows) that produced it, if any."""
         return self.origin[1] if self.role == "stage" else None
 
     @property
@@ -217,7 +223,7 @@ def infer_shape(kind: str, a: dict, ins: list[tuple], name: str) -> tuple[int, .
     if kind == "input":
         need(0)
         shape = tuple(a["shape"])
-    elif kind in ("rescale", "act", "dropout"):
+    elif kind in ("rescale", "act", "dropout", "drop_path"):
         need(1)
         shape = ins[0]
     elif kind == "pad":
@@ -239,6 +245,11 @@ def infer_shape(kind: str, a: dict, ins: list[tuple], name: str) -> tuple[int, .
         if c != a["channels"]:
             raise IRError(f"{name}: expects {a['channels']} channels, got {c}")
         shape = _spatial(name, a, c * a["multiplier"], h, w)
+    elif kind == "scale":
+        need(1)
+        if ins[0][0] != a["channels"]:
+            raise IRError(f"{name}: expects {a['channels']} channels, got {ins[0][0]}")
+        shape = ins[0]
     elif kind == "bn":
         need(1)
         if ins[0][0] != a["channels"]:

@@ -13,6 +13,7 @@ BN_EPSILON = 1e-05
 BN_MOMENTUM = 0.9  # Keras convention: 1 - PyTorch's 0.1
 
 ACTIVATIONS = {
+    "relu": lambda name: layers.ReLU(name=name),
     "relu6": lambda name: layers.ReLU(6.0, name=name),
 }
 
@@ -52,44 +53,46 @@ def fused_inverted_residual(
     residual=False,
     pad=None,
 ):
-    """Fused inverted residual (EfficientNetV2's FusedMBConv): k x k conv-bn-act
-    expand -> 1x1 linear project [+ input]; one k x k conv-bn-act without
-    `expanded`."""
+    """Fused inverted residual (EfficientNetV2's FusedMBConv, timm's EdgeResidual):
+    k x k conv-bn-act expand -> 1x1 linear project [+ input]; one k x k conv-bn-act
+    without `expanded`."""
     prefix = f"fused_{block_id}_"
     shortcut = x
-    name = prefix + ("expand" if expanded is not None else "conv")
-    x, padding = padded(x, pad, prefix + "pad")
+    if expanded is not None:
+        width, name, bn_name = expanded, f"{prefix}expand", f"{prefix}expand_bn"
+    else:
+        width, name, bn_name = filters, f"{prefix}conv", f"{prefix}conv_bn"
+    x, padding = padded(x, pad, name + "_pad")
     x = layers.Conv2D(
-        expanded if expanded is not None else filters,
+        width,
         kernel,
         stride,
         padding,
         use_bias=False,
         name=name,
     )(x)
-    x = batch_norm(name + "_bn")(x)
+    x = batch_norm(bn_name)(x)
     x = ACTIVATIONS[act](name + "_" + act)(x)
     if expanded is not None:
-        x = layers.Conv2D(filters, 1, use_bias=False, name=prefix + "project")(x)
-        x = batch_norm(prefix + "project_bn")(x)
+        x = layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}project")(x)
+        x = batch_norm(f"{prefix}project_bn")(x)
     if residual:
-        x = layers.Add(name=prefix + "add")([shortcut, x])
+        x = layers.Add(name=f"{prefix}add")([shortcut, x])
     return x
 
 
-def squeeze_excite(x, squeeze_c: int, prefix: str):
-    """x * hardsigmoid(conv_1(relu(conv(avgpool(x))))), keras.applications' SE.
+def squeeze_excite(x, squeeze_c: int, name: str):
+    """x * hardsigmoid(expand(relu(reduce(avgpool(x))))), as keras.applications' SE.
 
     The gate is spelled relu6(s + 3) * (1/6) as there, so logits match it bit for bit.
     """
     channels = x.shape[-1]
-    name = prefix + "squeeze_excite_"
-    s = layers.GlobalAveragePooling2D(keepdims=True, name=name + "avg_pool")(x)
-    s = layers.Conv2D(squeeze_c, 1, name=name + "conv")(s)
-    s = layers.ReLU(name=name + "relu")(s)
-    s = layers.Conv2D(channels, 1, name=name + "conv_1")(s)
-    s = layers.ReLU(6.0, name=name + "hard_sigmoid")(s + 3.0) * (1.0 / 6.0)
-    return layers.Multiply(name=name + "mul")([x, s])
+    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}avg_pool")(x)
+    s = layers.Conv2D(squeeze_c, 1, name=f"{name}conv")(s)
+    s = ACTIVATIONS["relu"](f"{name}relu")(s)
+    s = layers.Conv2D(channels, 1, name=f"{name}conv_1")(s)
+    s = layers.ReLU(6.0, name=f"{name}hard_sigmoid")(s + 3.0) * (1.0 / 6.0)
+    return layers.Multiply(name=f"{name}mul")([x, s])
 
 
 def inverted_residual(
@@ -110,21 +113,21 @@ def inverted_residual(
     prefix = f"block_{block_id}_" if block_id else "expanded_conv_"
     shortcut = x
     if expanded is not None:
-        x = layers.Conv2D(expanded, 1, use_bias=False, name=prefix + "expand")(x)
-        x = batch_norm(prefix + "expand_BN")(x)
-        x = ACTIVATIONS[act](prefix + "expand_" + act)(x)
-    x, padding = padded(x, pad, prefix + "pad")
+        x = layers.Conv2D(expanded, 1, use_bias=False, name=f"{prefix}expand")(x)
+        x = batch_norm(f"{prefix}expand_BN")(x)
+        x = ACTIVATIONS[act](f"{prefix}expand_{act}")(x)
+    x, padding = padded(x, pad, f"{prefix}pad")
     x = layers.DepthwiseConv2D(
-        kernel, stride, padding, use_bias=False, name=prefix + "depthwise"
+        kernel, stride, padding, use_bias=False, name=f"{prefix}depthwise"
     )(x)
-    x = batch_norm(prefix + "depthwise_BN")(x)
-    x = ACTIVATIONS[act](prefix + "depthwise_" + act)(x)
+    x = batch_norm(f"{prefix}depthwise_BN")(x)
+    x = ACTIVATIONS[act](f"{prefix}depthwise_{act}")(x)
     if se:
-        x = squeeze_excite(x, se, prefix)
-    x = layers.Conv2D(filters, 1, use_bias=False, name=prefix + "project")(x)
-    x = batch_norm(prefix + "project_BN")(x)
+        x = squeeze_excite(x, se, f"{prefix}squeeze_excite_")
+    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{prefix}project")(x)
+    x = batch_norm(f"{prefix}project_BN")(x)
     if residual:
-        x = layers.Add(name=prefix + "add")([shortcut, x])
+        x = layers.Add(name=f"{prefix}add")([shortcut, x])
     return x
 
 

@@ -16,7 +16,8 @@ BN_MOMENTUM = 0.1
 ACTIVATIONS = {
     "relu6": lambda: nn.ReLU6(inplace=True),
 }
-# Feature outputs: index in `features` -> names under which forward() returns it.
+# Feature outputs: index of a block (0: the stem) -> names under which forward()
+# returns its output.
 FEATURE_TAPS = {
     5: ("stride8",),
     10: ("stride16",),

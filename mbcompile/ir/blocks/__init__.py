@@ -15,6 +15,7 @@ from . import (
     depthwise_separable,
     fused_inverted_residual,
     inverted_residual,
+    universal_inverted_residual,
 )
 from .base import BlockType
 
@@ -27,6 +28,7 @@ BLOCK_TYPES: dict[str, BlockType] = {
         inverted_residual,
         bneck,
         fused_inverted_residual,
+        universal_inverted_residual,
         conv_bn_act,
         classifier,
     )

@@ -52,6 +52,14 @@ class Context:
     first_block: bool = True  # no stage-table block emitted yet
     # Dilation that replaces stride once the network reached `spec.output_stride`.
     rate: int = 1
+    block_index: int = 0  # of the next stage-table block, from 0
+    blocks_total: int = 1  # stage-table blocks in all
+
+    @property
+    def drop_path(self) -> float:
+        """Stochastic depth of the next block's residual branch: rising linearly
+        from 0 with the block's index (timm's `drop_path_rate * index / total`)."""
+        return self.spec.drop_path_rate * self.block_index / self.blocks_total
 
     @property
     def width(self) -> float:
@@ -154,6 +162,16 @@ def spatial(
     return Spatial(kernel, stride, dilation, pad)
 
 
+def output_size(conv: Spatial, size: tuple[int, int]) -> tuple[int, int]:
+    """The (height, width) a convolution produces from `size`."""
+    top, bottom, left, right = conv.pad
+    span = conv.dilation * (conv.kernel - 1)
+    return (
+        (size[0] + top + bottom - span - 1) // conv.stride + 1,
+        (size[1] + left + right - span - 1) // conv.stride + 1,
+    )
+
+
 def atrous(ctx: Context, stride: int, dilation: int) -> tuple[int, int]:
     """(stride, dilation) of a block's spatial convolution.
 
@@ -169,7 +187,8 @@ def atrous(ctx: Context, stride: int, dilation: int) -> tuple[int, int]:
 def expanded(ctx: Context, t: float | None, exp: int | None) -> int:
     """Expanded channels of a row that gives a ratio `t` or an absolute size `exp`."""
     if t is not None:
-        return expand_ratio(ctx.in_c, t, ctx.conv.expansion_rounding)
+        rounding, divisor = ctx.conv.expansion_rounding, ctx.spec.channel_divisor
+        return expand_ratio(ctx.in_c, t, rounding, divisor)
     if ctx.conv.expanded_size == "ratio":
         # keras.applications: the table's exp/in as a ratio of the actual input.
         return ctx.divisible(ctx.in_c * (exp / ctx.in_raw))
@@ -180,17 +199,31 @@ def needs_expand(ctx: Context, changes_width: bool) -> bool:
     """Whether a block has a 1x1 expand conv (see `Conventions.expand_conv`)."""
     if ctx.conv.expand_conv == "except_first":
         return not ctx.first_block
-    return changes_width
+    return ctx.conv.expand_conv == "always" or changes_width
 
 
-def squeeze(ctx: Context, se: bool, exp_c: int, ratio: float) -> SqueezeExcite | None:
-    """Squeeze-excite of `exp_c` channels, its width rounded by the conventions."""
+def squeeze(
+    ctx: Context, se: bool, exp_c: int, ratio: float, t: float | None = None
+) -> SqueezeExcite | None:
+    """Squeeze-excite on `exp_c` channels, as the spec's `squeeze_excite` builds it,
+    its width rounded by the conventions.
+
+    Its width is `ratio` of the expanded width, or of the block's input (timm's
+    EfficientNet: ratio / t of the expanded width, so the input's for ratio rows).
+    """
     if not se:
         return None
-    value = exp_c * ratio
-    return SqueezeExcite(
-        ctx.divisible(int(value) if ctx.conv.se_rounding == "floor" else value)
-    )
+    settings = ctx.spec.squeeze_excite
+    if settings.width_from == "input":
+        value = (exp_c / t if t else ctx.in_c) * ratio
+    else:
+        value = exp_c * ratio
+    rounding = ctx.conv.se_rounding
+    if rounding == "round":
+        width = max(1, round(value))
+    else:
+        width = ctx.divisible(int(value) if rounding == "floor" else value)
+    return SqueezeExcite(width, act=settings.act, gate=settings.gate)
 
 
 def residual(row: Any, stride: int, in_c: int, out_c: int) -> bool:
@@ -259,6 +292,21 @@ def pointwise(
 ) -> str:
     """A 1x1 conv-bn[-act]: the expand and projection layers of the block types."""
     return conv_bn_act(graph, x, name, out_c=out_c, conv=POINTWISE, act=act, bn=bn)
+
+
+def residual_add(
+    graph: Graph, shortcut: str, x: str, name: str, drop_path: float
+) -> str:
+    """shortcut + x, the branch `x` dropped per sample in training at `drop_path`."""
+    if drop_path:
+        x = graph.add("drop_path", [x], f"{name}.drop_path", rate=drop_path)
+    return graph.add("add", [shortcut, x], f"{name}.add")
+
+
+def layer_scale(graph: Graph, x: str, name: str, init: float) -> str:
+    """x * gamma per channel, gamma learned from `init` (MobileNetV4, ConvNeXt)."""
+    channels = graph.shape(x)[0]
+    return graph.add("scale", [x], f"{name}.layer_scale", channels=channels, init=init)
 
 
 def is_symmetric(pad: tuple[int, int, int, int]) -> bool:

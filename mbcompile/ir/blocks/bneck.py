@@ -37,6 +37,7 @@ class BneckRow(RowModel):
     se_ratio: SeRatio = 0.25
     dilation: Dilation = 1
     residual: bool = True
+    expand: bool | None = None  # the 1x1 expansion exists (default: conventions)
 
 
 def resolve(ctx: Context, row: BneckRow, stride: int, size) -> inverted_residual.Params:

@@ -1,11 +1,17 @@
 """classifier (the head after the features): global pooling, an optional hidden
-fully connected layer (V3), dropout and the logits layer. Not a stage-table row."""
+fully connected layer (V3; with batch norm in MobileNetV4), dropout and the logits
+layer. Not a stage-table row.
+
+Under timm's conventions (`classifier: conv_head`) the hidden layer is a 1x1 conv on
+the pooled 1x1 map, as timm's `conv_head` (a 4-D weight), before flattening.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..graph import Graph
+from . import base
 from .base import BlockType, Context
 
 
@@ -14,6 +20,7 @@ class Params:
     in_f: int
     hidden_c: int  # 0: no hidden layer
     hidden_act: str | None
+    hidden_norm: bool  # batch norm after the hidden layer (which then has no bias)
     dropout: float
     num_classes: int
     form: str  # how Keras spells a dense layer: "linear" or "conv1x1" (conventions)
@@ -21,12 +28,17 @@ class Params:
 
 
 def params(
-    ctx: Context, hidden_c: int, hidden_act: str | None, dropout: float
+    ctx: Context,
+    hidden_c: int,
+    hidden_act: str | None,
+    hidden_norm: bool,
+    dropout: float,
 ) -> Params:
     return Params(
         in_f=ctx.in_c,
         hidden_c=hidden_c,
         hidden_act=hidden_act,
+        hidden_norm=hidden_norm,
         dropout=dropout,
         num_classes=ctx.spec.num_classes,
         form=ctx.conv.classifier,
@@ -35,19 +47,36 @@ def params(
 
 
 def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
-    x = graph.add("pool", [x], f"{name}.pool", mode=p.pool, keepdims=False)
+    conv_head = p.form == "conv_head" and p.hidden_c
+    x = graph.add("pool", [x], f"{name}.pool", mode=p.pool, keepdims=bool(conv_head))
     features = p.in_f
     if p.hidden_c:
-        x = graph.add(
-            "dense",
-            [x],
-            f"{name}.hidden",
-            in_f=features,
-            out_f=p.hidden_c,
-            bias=True,
-            form=p.form,
-        )
-        x = graph.add("act", [x], f"{name}.act", fn=p.hidden_act)
+        # Folded into the conv of a conv_head; after a dense layer it stays.
+        bn = ctx.bn(foldable=bool(conv_head)) if p.hidden_norm else None
+        if conv_head:
+            x = base.conv_bn_act(
+                graph,
+                x,
+                f"{name}.hidden",
+                out_c=p.hidden_c,
+                conv=base.POINTWISE,
+                act=p.hidden_act,
+                bn=bn,
+            )
+            x = graph.add("flatten", [x], f"{name}.flatten")
+        else:
+            x = graph.add(
+                "dense",
+                [x],
+                f"{name}.hidden",
+                in_f=features,
+                out_f=p.hidden_c,
+                bias=bn is None,
+                form=p.form,
+            )
+            if bn is not None:
+                x = graph.add("bn", [x], f"{name}.hidden.bn", channels=p.hidden_c, **bn)
+            x = graph.add("act", [x], f"{name}.act", fn=p.hidden_act)
         features = p.hidden_c
     x = graph.add("dropout", [x], f"{name}.dropout", rate=p.dropout)
     return graph.add(
@@ -57,7 +86,7 @@ def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
         in_f=features,
         out_f=p.num_classes,
         bias=True,
-        form=p.form,
+        form="conv1x1" if p.form == "conv1x1" else "linear",
     )
 
 

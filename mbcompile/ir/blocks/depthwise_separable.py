@@ -1,16 +1,30 @@
-"""depthwise-separable (MobileNet V1): depthwise k x k + BN + act, pointwise 1x1 +
-BN + act."""
+"""depthwise-separable (MobileNet V1): depthwise k x k + BN + act, [squeeze-excite],
+pointwise 1x1 + BN [+ act] [+ input].
+
+V1 rows activate both convolutions and have no shortcut; timm's `ds` rows (the first
+block of MobileNetV3, EfficientNet, MnasNet) leave the pointwise conv linear
+(`pw_act: false`) and add the input where the shape allows (`residual: true`);
+LCNet's `dsa` rows add squeeze-excite to V1's form.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-from ...frontend.fields import Activation, Channels, Dilation, Kernel, Repeats, RowModel
+from ...frontend.fields import (
+    Activation,
+    Channels,
+    Dilation,
+    Kernel,
+    Repeats,
+    RowModel,
+    SeRatio,
+)
 from ...frontend.fields import Stride as StrideField
 from ..graph import Graph
 from . import base
-from .base import BlockType, Context, Spatial
+from .base import BlockType, Context, Spatial, SqueezeExcite
 
 
 class DepthwiseSeparableRow(RowModel):
@@ -23,6 +37,10 @@ class DepthwiseSeparableRow(RowModel):
     k: Kernel = 3
     act: Activation = "relu6"
     dilation: Dilation = 1
+    se: bool = False
+    se_ratio: SeRatio = 0.25
+    pw_act: bool = True  # the pointwise conv activated too (V1, LCNet)
+    residual: bool = False  # true: add the input where stride 1 and widths agree
 
 
 @dataclass(frozen=True)
@@ -32,19 +50,31 @@ class Params:
     dw: Spatial
     multiplier: int  # depthwise channel multiplier (V1's depth_multiplier)
     act: str
+    se: SqueezeExcite | None
+    pw_act: bool
+    residual: bool
+    drop_path: float  # stochastic depth of the residual branch
 
 
 def resolve(ctx: Context, row: DepthwiseSeparableRow, stride: int, size) -> Params:
+    out_c = ctx.scale(row.c, stage=True)
+    mid_c = ctx.in_c * ctx.spec.depth_multiplier
+    residual = base.residual(row, stride, ctx.in_c, out_c)
     return Params(
         in_c=ctx.in_c,
-        out_c=ctx.scale(row.c, stage=True),
+        out_c=out_c,
         dw=base.spatial(ctx, row.k, stride, row.dilation, size),
         multiplier=ctx.spec.depth_multiplier,
         act=row.act,
+        se=base.squeeze(ctx, row.se, mid_c, row.se_ratio),
+        pw_act=row.pw_act,
+        residual=residual,
+        drop_path=ctx.drop_path if residual else 0.0,
     )
 
 
 def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
+    shortcut = x
     x = base.conv_bn_act(
         graph,
         x,
@@ -56,7 +86,13 @@ def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
         depthwise=True,
         multiplier=p.multiplier,
     )
-    return base.pointwise(graph, x, f"{name}.pw", p.out_c, p.act, ctx.bn())
+    if p.se is not None:
+        x = base.squeeze_excite(graph, x, f"{name}.se", p.se)
+    act = p.act if p.pw_act else None
+    x = base.pointwise(graph, x, f"{name}.pw", p.out_c, act, ctx.bn())
+    if p.residual:
+        x = base.residual_add(graph, shortcut, x, name, p.drop_path)
+    return x
 
 
 BLOCK = BlockType(

@@ -41,6 +41,7 @@ class FusedInvertedResidualRow(RowModel):
     act: Activation = "relu6"
     dilation: Dilation = 1
     residual: bool = True
+    expand: bool | None = None  # default: when the width changes (timm: always)
 
     @model_validator(mode="after")
     def _expansion(self) -> FusedInvertedResidualRow:
@@ -57,19 +58,25 @@ class Params:
     conv: Spatial
     act: str
     residual: bool
+    drop_path: float  # stochastic depth of the residual branch
 
 
 def resolve(ctx: Context, row: FusedInvertedResidualRow, stride: int, size) -> Params:
     exp_c = base.expanded(ctx, row.t, row.exp)
     out_c = ctx.scale(row.c, stage=True)
+    expand_conv = row.expand
+    if expand_conv is None:
+        expand_conv = ctx.conv.expand_conv == "always" or exp_c != ctx.in_c
+    residual = base.residual(row, stride, ctx.in_c, out_c)
     return Params(
         in_c=ctx.in_c,
         exp_c=exp_c,
         out_c=out_c,
-        expand=exp_c != ctx.in_c,
+        expand=expand_conv,
         conv=base.spatial(ctx, row.k, stride, row.dilation, size),
         act=row.act,
-        residual=base.residual(row, stride, ctx.in_c, out_c),
+        residual=residual,
+        drop_path=ctx.drop_path if residual else 0.0,
     )
 
 
@@ -87,7 +94,7 @@ def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
     if p.expand:
         x = base.pointwise(graph, x, f"{name}.project", p.out_c, None, ctx.bn())
     if p.residual:
-        x = graph.add("add", [shortcut, x], f"{name}.add")
+        x = base.residual_add(graph, shortcut, x, name, p.drop_path)
     return x
 
 

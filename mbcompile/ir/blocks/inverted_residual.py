@@ -34,7 +34,9 @@ class InvertedResidualRow(RowModel):
     """MobileNet V2 row (t, c, n, s): expansion ratio, out channels, repeats, stride.
 
     Options: `exp` (absolute expanded channels instead of `t`), squeeze-excite
-    (`se`, `se_ratio`), `dilation`, and `residual: false` to drop the shortcut.
+    (`se`, `se_ratio`), `dilation`, `residual: false` to drop the shortcut, and
+    `expand: true|false` to say whether the 1x1 expansion exists (FBNet's t = 1
+    blocks keep one; by default the conventions decide).
     """
 
     block: Literal["inverted_residual"]
@@ -49,6 +51,7 @@ class InvertedResidualRow(RowModel):
     se_ratio: SeRatio = 0.25
     dilation: Dilation = 1
     residual: bool = True
+    expand: bool | None = None
 
     @model_validator(mode="after")
     def _expansion(self) -> InvertedResidualRow:
@@ -66,6 +69,7 @@ class Params:
     act: str
     se: SqueezeExcite | None
     residual: bool
+    drop_path: float  # stochastic depth of the residual branch
 
 
 def resolve(ctx: Context, row: InvertedResidualRow, stride: int, size) -> Params:
@@ -80,9 +84,12 @@ def resolve_expanded(
 ) -> Params:
     """Parameters of an inverted residual (or bneck) row whose expansion is known."""
     out_c = ctx.scale(row.c, stage=True)
-    expand_conv = base.needs_expand(ctx, changes_width)
+    expand_conv = row.expand
+    if expand_conv is None:
+        expand_conv = base.needs_expand(ctx, changes_width)
     if not expand_conv:
         exp_c = ctx.in_c  # no layer changes the width: the depthwise sees the input
+    residual = base.residual(row, stride, ctx.in_c, out_c)
     return Params(
         in_c=ctx.in_c,
         exp_c=exp_c,
@@ -90,8 +97,9 @@ def resolve_expanded(
         expand=expand_conv,
         dw=base.spatial(ctx, row.k, stride, row.dilation, size),
         act=row.act,
-        se=base.squeeze(ctx, row.se, exp_c, row.se_ratio),
-        residual=base.residual(row, stride, ctx.in_c, out_c),
+        se=base.squeeze(ctx, row.se, exp_c, row.se_ratio, getattr(row, "t", None)),
+        residual=residual,
+        drop_path=ctx.drop_path if residual else 0.0,
     )
 
 
@@ -113,7 +121,7 @@ def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
         x = base.squeeze_excite(graph, x, f"{name}.se", p.se)
     x = base.pointwise(graph, x, f"{name}.project", p.out_c, None, ctx.bn())
     if p.residual:
-        x = graph.add("add", [shortcut, x], f"{name}.add")
+        x = base.residual_add(graph, shortcut, x, name, p.drop_path)
     return x
 
 
