@@ -11,6 +11,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,9 @@ def _changed_value(make):
 def _quantized(tensor):
     import torch
 
-    return torch.quantize_per_tensor(tensor, 0.1, 0, torch.qint8)
+    with warnings.catch_warnings():  # deprecated in torch, still loadable
+        warnings.simplefilter("ignore")
+        return torch.quantize_per_tensor(tensor, 0.1, 0, torch.qint8)
 
 
 def _huge_view(tensor):
