@@ -6,14 +6,14 @@ back to an earlier stage.
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
+import keyword
+import re
 from pathlib import Path
 
+from . import files
 from .analysis.cost import Report, report
 from .backends import BACKENDS, generate
-from .errors import SpecError
+from .errors import SpecError, shorten
 from .frontend.load import LoadedSpec, load
 from .ir.expand import build_graph
 from .ir.graph import Graph
@@ -67,39 +67,45 @@ def compile_spec(path: str | Path, backend: str, overrides=()) -> str:
 
 def default_output(spec_path: str | Path, backend: str, folded: bool = False) -> Path:
     suffix = "_folded" if folded else ""  # never overwrite the training form's file
-    return Path("generated") / backend / f"{Path(spec_path).stem}{suffix}.py"
+    return Path("generated") / backend / f"{module_name(spec_path)}{suffix}.py"
+
+
+def module_name(spec_path: str | Path) -> str:
+    """An importable module name from a spec's file name: `my-net.v2.yaml` ->
+    `my_net_v2`, `2x.yaml` -> `_2x` (ASCII only: Python imports normalise other
+    letters, so `ｖ2.py` would be found as `v2`)."""
+    stem = Path(spec_path).stem
+    name = re.sub(r"[^0-9A-Za-z_]", "_", stem)
+    if not re.search(r"[0-9A-Za-z]", name):
+        raise SpecError(
+            f"cannot name a Python module after the spec file '{shorten(stem)}'; "
+            "give the output file with -o"
+        )
+    if name[0].isdigit():
+        name = f"_{name}"
+    return f"{name}_" if keyword.iskeyword(name) else name
 
 
 def write_output(
-    text: str, output: str | None, backend: str, spec_path, folded: bool = False
+    text: str,
+    output: str | None,
+    backend: str,
+    spec_path,
+    folded: bool = False,
+    inputs: files.Inputs = files.NO_INPUTS,
 ) -> Path | None:
-    """Write atomically (temp file + rename): a reader never sees half a file and a
-    failure leaves any existing file untouched. '-' writes to standard output."""
+    """Write generated text to `output` (default: generated/<backend>/<module>.py)
+    through the one output path (`mbcompile.files`: atomic, never over an input,
+    a special file or a read-only file); '-' writes to standard output."""
     if output == "-":
-        sys.stdout.write(text)
+        files.write_stdout(text)
         return None
-    target = Path(output) if output else default_output(spec_path, backend, folded)
-    if target.is_dir():
-        raise SpecError(f"output path {target} is a directory")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-        )
-    except OSError as exc:
-        raise _cannot_write(target, exc) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):  # disk full, read-only, ...: not our bug
-            raise _cannot_write(target, exc) from None
-        raise
-    return target
+    target = output_path(output, backend, spec_path, folded)
+    return files.write_file(target, text.encode("utf-8"), inputs)
 
 
-def _cannot_write(target: Path, exc: OSError) -> SpecError:
-    return SpecError(f"cannot write {target}: {exc.strerror or exc}")
+def output_path(
+    output: str | None, backend: str, spec_path, folded: bool
+) -> str | Path:
+    """`output` as given (a trailing slash still shows), or the default."""
+    return output if output else default_output(spec_path, backend, folded)

@@ -1,6 +1,7 @@
 """Shared test setup. Frameworks are imported lazily by the tests that need them."""
 
 import os
+import signal
 
 # Keep TensorFlow quiet and deterministic enough for readable test logs.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -10,6 +11,20 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import pytest
 
 _WORST: list[tuple[str, float]] = []
+
+
+@pytest.fixture
+def no_hang():
+    """A command that blocks (on a FIFO, say) fails the test instead of hanging it."""
+
+    def blocked(*_):
+        raise TimeoutError("the command blocked for 120 seconds")
+
+    previous = signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(120)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture

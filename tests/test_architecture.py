@@ -25,6 +25,7 @@ PACKAGE = ROOT / "mbcompile"
 # models are the block modules'), so frontend and ir both sit at the bottom.
 LAYERS = {
     "errors": 0,
+    "files": 0,
     "frontend": 1,
     "ir": 1,
     "analysis": 2,

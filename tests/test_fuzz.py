@@ -4,7 +4,9 @@
   both frameworks' and the backends compute the same logits.
 - Random *invalid* mutations of the canonical specs always end with exit code 2 and
   located one-line errors; random *garbage* (any value anywhere, raw text edits,
-  random --set) ends with 0 or 2, never an internal error or an exception.
+  random --set keys and values, random paths for the spec, its base and the
+  output, random weights files) ends with 0 or 2, never an internal error or an
+  exception, with short message lines, and never replaces a special file.
 
 A bounded number of examples runs by default (well under a minute); a long campaign
 runs with `MBCOMPILE_FUZZ=long pytest -m fuzz tests/test_fuzz.py`.
@@ -328,7 +330,8 @@ def invalid_mutations(draw) -> tuple[str, dict]:
 def assert_clean_bad_input(code: int, out: str, err: str) -> None:
     assert code == 2, err
     assert err and all(
-        line.startswith("mbcompile: error: ") for line in err.splitlines()
+        line.startswith("mbcompile: error: ") and len(line) < 600
+        for line in err.splitlines()
     ), err
     assert "Traceback" not in err and "internal error" not in err
 
@@ -393,15 +396,30 @@ SET_KEYS = st.one_of(
             "resolution",
             "width_multiplier",
             "stages.0.c",
-            "stages.1.s",
+            "stages[1].s",
             "stages.2",
+            "stages[2][0]",
             "head.conv.c",
             "conventions",
             "conventions.bn_epsilon",
             "stem.k",
+            "all_rows.k",
+            "all_rows",
+            "extends",
+            "include_top",
         ]
     ),
+    st.from_regex(
+        r"[a-z_]{1,8}(\[[0-9]{1,3}\]|\.[0-9]{1,3})?(\.[a-z]{1,4})?", fullmatch=True
+    ),
     st.text(max_size=15),
+)
+# Values YAML reads as something else than they look (YAML 1.1's octal, base 60,
+# yes/no/on/off), and numbers past Python's int-conversion limit.
+NUMBERISH = st.one_of(
+    st.from_regex(r"[-+]?[0-9_:.xXoObBeE]{1,12}", fullmatch=True),
+    st.sampled_from(["yes", "No", "ON", "off", "y", "n", "~", ".NaN", "-.inf", "0o17"]),
+    st.integers(4_000, 6_000).map(lambda n: "9" * n),
 )
 
 
@@ -409,7 +427,7 @@ SET_KEYS = st.one_of(
 @given(
     name=st.sampled_from(CANONICAL),
     key=SET_KEYS,
-    value=st.text(max_size=25) | NUMBERS.map(str),
+    value=st.text(max_size=25) | NUMBERS.map(str) | NUMBERISH,
 )
 def test_random_set_never_crashes(name, key, value):
     code, out, err = run_cli(
@@ -418,3 +436,270 @@ def test_random_set_never_crashes(name, key, value):
     assert code in (0, 2), err
     if code == 2:
         assert_clean_bad_input(code, out, err)
+
+
+# ----------------------------------------------------------------------- paths
+
+SEGMENT = st.text(
+    st.characters(blacklist_characters="/", blacklist_categories=("Cs",)),
+    min_size=1,
+    max_size=300,
+).filter(lambda s: s not in (".", ".."))
+SPECIAL_PATHS = ["<fifo>", "<directory>", "<spec>", "<device>", "<loop>", "<file>/x"]
+
+
+@st.composite
+def fuzzed_paths(draw) -> str:
+    """A relative path (joined under a scratch folder), or a special one."""
+    if draw(st.booleans()):
+        return draw(st.sampled_from(SPECIAL_PATHS))
+    parts = draw(st.lists(SEGMENT, min_size=1, max_size=4))
+    if draw(st.booleans()):
+        parts[-1] += draw(st.sampled_from([".py", ".yaml", ".png", ".svg", ".mmd"]))
+    return "/".join(parts)
+
+
+def _scratch(tmp: Path) -> dict[str, Path]:
+    """Special files a fuzzed path may name, which must survive every command."""
+    os.mkfifo(tmp / "fifo")
+    (tmp / "dir").mkdir()
+    (tmp / "file").write_text("x")
+    (tmp / "loop").symlink_to(tmp / "loop")
+    device = tmp / "device"
+    if os.geteuid() == 0:  # else /dev/null, which nobody else can replace
+        os.mknod(device, 0o20666, os.makedev(1, 3))
+    spec = tmp / "spec.yaml"
+    spec.write_text((SPECS / "v1.yaml").read_text())
+    return {
+        "<fifo>": tmp / "fifo",
+        "<directory>": tmp / "dir",
+        "<spec>": spec,
+        "<device>": device if device.exists() else Path("/dev/null"),
+        "<loop>": tmp / "loop",
+        "<file>/x": tmp / "file" / "x",
+    }
+
+
+def _resolve(path: str, tmp: Path, special: dict[str, Path]) -> str:
+    return str(special.get(path, tmp / "out" / path))
+
+
+def _identities(special: dict[str, Path]) -> dict[str, tuple[int, int]]:
+    return {
+        name: (os.lstat(path).st_ino, os.lstat(path).st_mode)
+        for name, path in special.items()
+        if os.path.lexists(path)
+    }
+
+
+@pytest.mark.usefixtures("no_hang")
+@examples(default=60, long=2_000)
+@given(
+    where=st.sampled_from(["spec", "extends", "output", "diagram"]),
+    path=fuzzed_paths(),
+)
+def test_random_paths_never_crash_nor_destroy(where, path):
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        special = _scratch(tmp)
+        spec = special["<spec>"]
+        before = {
+            k: (os.lstat(p).st_ino, os.lstat(p).st_mode)
+            for k, p in special.items()
+            if os.path.lexists(p)
+        }
+        spec_text = spec.read_text()
+        target = _resolve(path, tmp, special)
+        if where == "spec":
+            argv = [target, "--report"]
+        elif where == "extends":
+            child = tmp / "child.yaml"
+            quoted = target.replace("\\", "\\\\").replace('"', '\\"')
+            child.write_text(f'extends: "{quoted}"\nnum_classes: 10\n')
+            argv = [child, "--report"]
+        elif where == "output":
+            argv = [spec, "--backend", "torch", "-o", target]
+        else:
+            argv = ["diagram", spec, "-o", target]
+        code, out, err = run_cli(argv)
+        assert code in (0, 2), err
+        if code == 2:
+            assert_clean_bad_input(code, out, err)
+        after = {
+            k: (os.lstat(p).st_ino, os.lstat(p).st_mode)
+            for k, p in special.items()
+            if os.path.lexists(p)
+        }
+        assert after == before
+        assert spec.read_text() == spec_text
+        assert not list(tmp.rglob(".mbc-*"))
+
+
+# ----------------------------------------------------------------------- weights
+
+WEIGHTS_SMALL = ["width_multiplier=0.25", "resolution=32", "num_classes=10"]
+
+
+@pytest.fixture(scope="module")
+def small_state(tmp_path_factory):
+    """A state_dict of v1 with WEIGHTS_SMALL, and its .weights.h5 file."""
+    import torch
+
+    from helpers import build
+
+    tmp = tmp_path_factory.mktemp("weights")
+    _, _, model = build(SPECS / "v1.yaml", "torch", tmp, WEIGHTS_SMALL)
+    pt = tmp / "small.pt"
+    torch.save(model.state_dict(), pt)
+    h5 = tmp / "small.weights.h5"
+    code, _, err = run_weights(pt, h5)
+    assert code == 0, err
+    return model.state_dict(), h5
+
+
+def run_weights(source, target) -> tuple[int, str, str]:
+    argv = ["weights", SPECS / "v1.yaml", "--from", source, "--to", target]
+    for override in WEIGHTS_SMALL:
+        argv += ["--set", override]
+    return run_cli(argv)
+
+
+DTYPES = ["float32", "float16", "bfloat16", "float64", "int64", "bool", "complex64"]
+
+
+@st.composite
+def state_dict_edits(draw) -> list[tuple]:
+    """A few edits of a valid state_dict: (what, index, argument)."""
+    kinds = ["dtype", "shape", "value", "drop", "add", "key", "not_tensor", "layout"]
+    return draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(kinds),
+                st.integers(0, 200),
+                st.sampled_from(DTYPES)
+                | st.lists(st.integers(0, 5), max_size=4)
+                | st.floats(allow_nan=True, allow_infinity=True)
+                | st.none(),
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
+
+
+def _edit_state(state: dict, edits) -> dict:
+    import torch
+
+    items = list(state.items())
+    for kind, index, argument in edits:
+        if not items:
+            break
+        i = index % len(items)
+        key, value = items[i]
+        if kind == "dtype" and isinstance(argument, str):
+            value = value.to(getattr(torch, argument))
+        elif kind == "shape" and isinstance(argument, list):
+            value = torch.zeros(argument)
+        elif kind == "value" and isinstance(argument, float) and value.numel():
+            value = value.clone().float()
+            value.view(-1)[0] = argument
+        elif kind == "drop":
+            items.pop(i)
+            continue
+        elif kind == "add":
+            items.insert(i, (f"extra.{index}", torch.zeros(3)))
+            continue
+        elif kind == "key":
+            key = index
+        elif kind == "not_tensor":
+            value = argument
+        elif kind == "layout" and value.dim() >= 1 and value.is_floating_point():
+            value = value.to_sparse()
+        items[i] = (key, value)
+    return dict(items)
+
+
+@examples(default=15, long=400)
+@given(edits=state_dict_edits())
+def test_random_state_dicts_never_crash(small_state, edits):
+    import torch
+
+    state, _ = small_state
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "edited.pt"
+        torch.save(_edit_state(state, edits), source)
+        target = Path(tmp) / "out.weights.h5"
+        code, out, err = run_weights(source, target)
+        assert code in (0, 2), err
+        if code == 2:
+            assert_clean_bad_input(code, out, err)
+            assert not target.exists()
+
+
+@st.composite
+def h5_edits(draw) -> list[tuple]:
+    kinds = ["delete", "group", "dtype", "shape", "soft", "external", "nan", "attr"]
+    return draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(kinds),
+                st.integers(0, 500),
+                st.sampled_from(["f2", "f8", "i4", "c8", "S4", "u1"])
+                | st.lists(st.integers(0, 70_000), max_size=3),
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
+
+
+def _edit_h5(path: Path, edits) -> None:
+    import h5py
+
+    with h5py.File(path, "r+") as file:
+        for kind, index, argument in edits:
+            names: list[str] = []
+            file.visit(names.append)
+            if not names:
+                return
+            name = names[index % len(names)]
+            if kind == "attr":
+                file.attrs["layer_names"] = [b"\xff", b"x"] if index % 2 else [index]
+                continue
+            shape = getattr(file.get(name), "shape", (3,))
+            del file[name]
+            if kind == "group":
+                file.create_group(name)
+            elif kind == "dtype" and isinstance(argument, str):
+                file.create_dataset(name, shape=shape, dtype=argument)
+            elif kind == "shape" and isinstance(argument, list):
+                file.create_dataset(
+                    name,
+                    shape=tuple(argument),
+                    dtype="f4",
+                    chunks=True if argument and all(argument) else None,
+                )
+            elif kind == "soft":
+                file[name] = h5py.SoftLink(f"/{names[(index + 1) % len(names)]}")
+            elif kind == "external":
+                file[name] = h5py.ExternalLink("/dev/zero", "/x")
+            elif kind == "nan":
+                file.create_dataset(name, data=np.full(shape or (), np.nan, "f4"))
+
+
+@examples(default=8, long=200)
+@given(edits=h5_edits())
+def test_random_keras_files_never_crash(small_state, edits):
+    import shutil
+
+    _, good = small_state
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "edited.weights.h5"
+        shutil.copy(good, source)
+        _edit_h5(source, edits)
+        target = Path(tmp) / "out.pt"
+        code, out, err = run_weights(source, target)
+        assert code in (0, 2), err
+        if code == 2:
+            assert_clean_bad_input(code, out, err)
+            assert not target.exists()

@@ -373,7 +373,10 @@ def test_output_path_that_is_a_directory(tmp_path, capsys):
         [SPECS / "v2.yaml", "--backend", "keras", "-o", tmp_path], capsys
     )
     assert_bad_input(code, err)
-    assert err == f"mbcompile: error: output path {tmp_path} is a directory\n"
+    assert err == (
+        f"mbcompile: error: refusing to write {tmp_path}: it is a directory, not a "
+        "regular file\n"
+    )
     assert _files(tmp_path) == []
 
 
@@ -386,3 +389,369 @@ def test_output_under_a_file_is_bad_input(tmp_path, capsys):
     assert_bad_input(code, err)
     assert err.startswith(f"mbcompile: error: cannot write {target}: ")
     assert _files(tmp_path) == ["file"]
+
+
+# ------------------------------------------------------------- unusable paths
+
+
+def _fifo(tmp: Path) -> Path:
+    os.mkfifo(tmp / "fifo.yaml")
+    return tmp / "fifo.yaml"
+
+
+def _symlink_loop(tmp: Path) -> Path:
+    (tmp / "loop_a.yaml").symlink_to(tmp / "loop_b.yaml")
+    (tmp / "loop_b.yaml").symlink_to(tmp / "loop_a.yaml")
+    return tmp / "loop_a.yaml"
+
+
+def _oversized(tmp: Path) -> Path:
+    (tmp / "big.yaml").write_text("#" * (4 * MAX_BYTES))
+    return tmp / "big.yaml"
+
+
+# name -> (path in tmp_path, what the one-line message says)
+UNUSABLE_PATHS = {
+    "fifo": (_fifo, "is a FIFO (named pipe); expected a regular file"),
+    "symlink loop": (_symlink_loop, "Too many levels of symbolic links"),
+    "NUL byte": (lambda tmp: f"{tmp}/sp\0ec.yaml", "sp\\x00ec.yaml"),
+    "name too long": (lambda tmp: tmp / ("s" * 300 + ".yaml"), "File name too long"),
+    "path too long": (
+        lambda tmp: tmp / "/".join(["d" * 200] * 30) / "spec.yaml",
+        "File name too long",
+    ),
+    "directory": (lambda tmp: tmp, "is a directory"),
+    "device": (lambda tmp: "/dev/zero", "is a character device"),
+    "oversized": (_oversized, "larger than 65,536 bytes"),
+}
+
+
+@pytest.mark.usefixtures("no_hang")
+@pytest.mark.parametrize("case", sorted(UNUSABLE_PATHS))
+def test_unusable_spec_paths_are_one_short_line(tmp_path, capsys, case):
+    make, fragment = UNUSABLE_PATHS[case]
+    code, out, err, _ = run([make(tmp_path), "--report"], capsys)
+    assert_bad_input(code, err)
+    (line,) = err.splitlines()
+    assert fragment in line and len(line) < 600, line
+    assert out == ""
+
+
+@pytest.mark.usefixtures("no_hang")
+@pytest.mark.parametrize("case", sorted(UNUSABLE_PATHS))
+def test_unusable_extends_paths_are_located(tmp_path, capsys, case):
+    make, fragment = UNUSABLE_PATHS[case]
+    base = str(make(tmp_path)).replace("\\", "\\\\").replace("\0", "\\0")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f'name: child\nextends: "{base}"\n')
+    code, _, err, _ = run([spec, "--report"], capsys)
+    assert_bad_input(code, err, spec, line=2)
+    (line,) = err.splitlines()
+    assert line.startswith(f"mbcompile: error: {spec}:2: extends: ")
+    assert fragment in line and len(line) < 600, line
+
+
+def test_extends_chains_merge_in_linear_time(tmp_path, capsys):
+    """Four files of ~60 KB, each replacing thousands of keys of the one it
+    extends: the quadratic merge took 16-24 s, a linear one well under a second
+    (the bound leaves room for a busy machine)."""
+    for i in range(4):
+        head = f"extends: f{i - 1}.yaml\n" if i else V2_TEXT
+        keys = "".join(f"zz{j:05d}: {j}\n" for j in range(4500 - 500 * (i == 0)))
+        (tmp_path / f"f{i}.yaml").write_text(head + keys)
+    assert (tmp_path / "f3.yaml").stat().st_size > 60_000
+    code, _, err, elapsed = run([tmp_path / "f3.yaml", "--report"], capsys)
+    assert_bad_input(code, err)  # the keys are unknown, and reported briefly
+    assert len(err.splitlines()) <= 21
+    assert elapsed < 5, f"{elapsed:.1f}s"
+
+
+# ------------------------------------------------------------- huge numbers
+
+HUGE = "1" * 5000
+
+# (file text replacement or None, --set override or None)
+HUGE_NUMBERS = {
+    "file value": (("resolution: 224", f"resolution: {HUGE}"), None),
+    "file negative": (("num_classes: 1000", f"num_classes: -{HUGE}"), None),
+    "file row value": (
+        ("{t: 6, c: 24,  n: 2, s: 2}", f"{{t: 6, c: {HUGE}, n: 2, s: 2}}"),
+        None,
+    ),
+    "file key": (("name: mobilenet_v2", f"name: mobilenet_v2\n{HUGE}: 1"), None),
+    "file hex": (("resolution: 224", f"resolution: 0x{HUGE}"), None),
+    "set value": (None, f"resolution={HUGE}"),
+    "set row value": (None, f"stages.2.c=-{HUGE}"),
+    "set index": (None, f"stages.{HUGE}.c=8"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HUGE_NUMBERS))
+def test_huge_numbers_are_located_bad_input(tmp_path, capsys, case):
+    replacement, override = HUGE_NUMBERS[case]
+    text = V2_TEXT
+    if replacement:
+        assert replacement[0] in text
+        text = text.replace(replacement[0], replacement[1], 1)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    argv = [spec, "--report", *(["--set", override] if override else [])]
+    code, _, err, _ = run(argv, capsys)
+    assert_bad_input(code, err)
+    (line,) = err.splitlines()
+    assert len(line) < 600, line
+    assert line.startswith(
+        f"mbcompile: error: {spec}:" if replacement else "mbcompile: error: --set "
+    ), line
+
+
+# ------------------------------------------------------------- messages
+
+LONG = "x" * 100_000
+
+# argv after the spec; every message line stays short whatever it echoes.
+ECHOING = {
+    "long name": ["--set", f"name={LONG}"],
+    "long activation": ["--set", f"stem.act={LONG}"],
+    "long key": ["--set", f"{LONG}=1"],
+    "long nested key": ["--set", f"stages.0.{LONG}=1"],
+    "long missing field": ["--set", f"head.{LONG}.c=1"],
+    "long row index": ["--set", f"stages.{'9' * 6000}.c=1"],
+    "long all_rows key": ["--set", f"all_rows.{LONG}=1"],
+    "long variant path": ["--set", f"{'a.' * 30_000}b=1"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(ECHOING))
+def test_echoed_input_is_cut_to_a_readable_length(tmp_path, capsys, case):
+    code, _, err, _ = run([SPECS / "v2.yaml", *ECHOING[case]], capsys)
+    assert_bad_input(code, err)
+    assert err.splitlines() and all(len(line) < 600 for line in err.splitlines())
+
+
+# Arguments that are not UTF-8 reach Python as lone surrogates.
+UNDECODABLE = {
+    "value": ["--set", "name=ab\udcff"],
+    "key": ["--set", "stem.\udcff=1"],
+    "activation": ["--set", "stem.act=\udcffrelu"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNDECODABLE))
+def test_undecodable_arguments_are_bad_input(capsys, case):
+    code, _, err, _ = run([SPECS / "v2.yaml", "--report", *UNDECODABLE[case]], capsys)
+    assert_bad_input(code, err)
+    (line,) = err.splitlines()
+    assert line.endswith("not UTF-8 text")
+
+
+def test_echoed_file_content_is_cut_to_a_readable_length(tmp_path, capsys):
+    spec = tmp_path / ("s" * 200 + ".yaml")
+    # An explicit key (`? key`): implicit ones are limited to 1,024 characters.
+    spec.write_text(V2_TEXT.replace("stem: {", f"? {'k' * 60_000}\n: 1\nstem: {{"))
+    code, _, err, _ = run([spec, "--report", "--set", f"name={'n' * 9000}"], capsys)
+    assert_bad_input(code, err)
+    assert len(err.splitlines()) == 2
+    assert all(len(line) < 600 for line in err.splitlines()), err
+
+
+def test_set_cannot_name_a_base_spec(capsys):
+    code, _, err, _ = run(
+        [SPECS / "v2.yaml", "--report", "--set", "extends=v1.yaml"], capsys
+    )
+    assert_bad_input(code, err)
+    assert "did you mean" not in err
+    assert err.startswith("mbcompile: error: --set extends=v1.yaml: 'extends' names")
+
+
+# (spec, --set of all_rows, the row field it must set everywhere it applies)
+ALL_ROWS = [
+    ("v1", "all_rows.k=5", "k", 5),
+    ("v2", "all_rows.k=5", "k", 5),
+    ("v3_large", "all_rows.k=5", "k", 5),
+    ("v3_large", "all_rows.se=false", "se", False),
+    ("v3_small", "all_rows.act=relu", "act", "relu"),
+]
+
+
+@pytest.mark.parametrize("spec,override,field,value", ALL_ROWS)
+def test_set_all_rows_works_without_all_rows_in_the_file(spec, override, field, value):
+    from mbcompile.frontend.load import load
+
+    assert "all_rows" not in (SPECS / f"{spec}.yaml").read_text()
+    loaded = load(SPECS / f"{spec}.yaml", [override])
+    assert [getattr(row, field) for row in loaded.spec.stages] == [value] * len(
+        loaded.spec.stages
+    )
+
+
+# The same field, as errors print it and as a dotted path.
+BRACKETS = [
+    ("stages[3].c=48", "stages.3.c=48"),
+    ("stages[0].n=2", "stages.0.n=2"),
+    ("head.conv.c=640", "head.conv.c=640"),
+]
+
+
+@pytest.mark.parametrize("bracketed,dotted", BRACKETS)
+def test_set_accepts_the_field_paths_errors_print(bracketed, dotted):
+    with_brackets = compiler.compile_spec(SPECS / "v2.yaml", "torch", [bracketed])
+    assert with_brackets == compiler.compile_spec(SPECS / "v2.yaml", "torch", [dotted])
+
+
+@pytest.mark.parametrize("override", ["stages[1].s=3", "stages.1.s=3"])
+def test_set_errors_print_the_path_set_accepts(capsys, override):
+    code, _, err, _ = run([SPECS / "v2.yaml", "--report", "--set", override], capsys)
+    assert_bad_input(code, err)
+    assert err.startswith(f"mbcompile: error: --set {override}: stages[1].s: stride")
+
+
+# Values YAML 1.1 reads in a way nobody means: refused in --set and in files.
+YAML11 = [
+    ("resolution", "1:00"),
+    ("resolution", "0224"),
+    ("num_classes", "-017"),
+    ("stages.0.n", "01"),
+    ("width_multiplier", "1:30.5"),
+    ("include_top", "yes"),
+    ("include_top", "No"),
+    ("fold_batch_norm", "on"),
+    ("fold_batch_norm", "OFF"),
+]
+
+
+@pytest.mark.parametrize("field,value", YAML11)
+def test_yaml_1_1_surprises_in_set_are_refused(capsys, field, value):
+    argv = [SPECS / "v2.yaml", "--report", "--set", f"{field}={value}"]
+    code, out, err, _ = run(argv, capsys)
+    assert_bad_input(code, err)
+    assert err.startswith(f"mbcompile: error: --set {field}={value}: '{value}'")
+    assert "YAML 1.1" in err and out == ""
+
+
+@pytest.mark.parametrize("field,value", [(f, v) for f, v in YAML11 if "." not in f])
+def test_yaml_1_1_surprises_in_files_are_refused(tmp_path, capsys, field, value):
+    lines = [x for x in V2_TEXT.splitlines() if not x.startswith(f"{field}:")]
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("\n".join([*lines, f"{field}: {value}", ""]))
+    code, _, err, _ = run([spec, "--report"], capsys)
+    assert_bad_input(code, err, spec, line=len(lines) + 1)
+    assert "YAML 1.1" in err
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "resolution=224",
+        "resolution=1_92",
+        "num_classes=0x10",
+        "include_top=true",
+        "fold_batch_norm=False",
+        "width_multiplier=.5",
+        "conventions.bn_epsilon=1e-3",
+    ],
+)
+def test_plain_values_are_still_read(override):
+    assert compiler.load_and_expand(SPECS / "v2.yaml", [override])
+
+
+# spec file name -> (the module name of its default output, or None: refused)
+ODD_NAMES = {
+    "my-net.v2.yaml": "my_net_v2",
+    "2net.yaml": "_2net",
+    "class.yaml": "class_",
+    "net copy (2).yaml": "net_copy__2_",
+    "ｖ2.yaml": "_2",
+    "---.yaml": None,
+}
+
+
+@pytest.mark.parametrize("file_name", sorted(ODD_NAMES))
+def test_default_outputs_are_importable_modules(
+    tmp_path, capsys, monkeypatch, file_name
+):
+    import keyword
+
+    spec = tmp_path / file_name
+    spec.write_text(V2_TEXT)
+    monkeypatch.chdir(tmp_path)
+    code, _, err, _ = run([spec, "--backend", "torch"], capsys)
+    expected = ODD_NAMES[file_name]
+    if expected is None:
+        assert_bad_input(code, err)
+        assert "give the output file with -o" in err
+        return
+    assert code == 0, err
+    (written,) = (tmp_path / "generated" / "torch").iterdir()
+    assert written.name == f"{expected}.py"
+    assert expected.isidentifier() and expected.isascii()
+    assert not keyword.iskeyword(expected)
+
+
+# ----------------------------------------------------------------- pictures
+
+
+def test_pictures_of_huge_networks_stay_small(tmp_path, capsys):
+    """8,192 blocks (the limit) draw as at most MAX_BARS bars: the picture was 78 MB
+    and took minutes."""
+    from mbcompile.analysis.plots import MAX_BARS
+
+    rows = "".join("  - {t: 1, c: 8, n: 64, s: 1}\n" for _ in range(128))
+    head, _, rest = V2_TEXT.partition("stages:\n")
+    spec = tmp_path / "huge.yaml"
+    spec.write_text(head + "stages:\n" + rows + rest[rest.index("head:") :])
+    picture = tmp_path / "huge.svg"
+    argv = ["plot", spec, "--set", "resolution=32", "-o", picture]
+    code, _, err, _ = run(argv, capsys)
+    assert code == 0, err
+    text = picture.read_text()
+    bars = re.findall(r'<g id="patch_\d+">', text)
+    assert len(bars) <= 2 * MAX_BARS + 10  # two panels, plus frames
+    assert picture.stat().st_size < 2_000_000
+
+
+# ------------------------------------------------------------ external tools
+
+
+def _dot_script(directory: Path, body: str) -> None:
+    script = directory / "dot"
+    script.write_text("#!/bin/sh\n" + body + "\n")
+    script.chmod(0o755)
+
+
+# A stand-in `dot` that goes wrong -> what the one-line message says.
+BROKEN_DOTS = {
+    "fails": (
+        "echo 'Error: syntax error in line 1' >&2; exit 1",
+        "failed (exit code 1): Error: syntax",
+    ),
+    "crashes": ("kill -SEGV $$", "was killed by signal 11"),
+    "hangs": ("cat > /dev/null; sleep 60", "did not finish within 1 seconds"),
+    "writes nothing": ("cat > /dev/null", "wrote no SVG"),
+    "not executable": (None, "cannot run Graphviz"),
+}
+
+
+@pytest.mark.usefixtures("no_hang")
+@pytest.mark.parametrize("case", sorted(BROKEN_DOTS))
+def test_graphviz_failures_are_one_line_exit_2(tmp_path, capsys, monkeypatch, case):
+    from mbcompile.analysis import diagram
+
+    body, fragment = BROKEN_DOTS[case]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if body is None:
+        _dot_script(bin_dir, "exit 0")
+        monkeypatch.setattr(
+            diagram.shutil, "which", lambda name: str(bin_dir / "missing")
+        )
+    else:
+        _dot_script(bin_dir, body)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(diagram, "DOT_TIMEOUT", 1)
+    target = tmp_path / "v2.svg"
+    code, _, err, _ = run(["diagram", SPECS / "v2.yaml", "-o", target], capsys)
+    assert_bad_input(code, err)
+    (line,) = err.splitlines()
+    assert fragment in line, line
+    assert not target.exists()

@@ -215,7 +215,7 @@ def test_refuses_bad_arguments(v2_files, tmp_path, capsys):
     cases = [
         (pt, tmp_path / "x.pt", "one PyTorch file"),
         (pt, tmp_path / "x.h5", "*.weights.h5"),
-        (tmp_path / "missing.pt", tmp_path / "x.weights.h5", "no such file"),
+        (tmp_path / "missing.pt", tmp_path / "x.weights.h5", "file not found"),
         (pt, tmp_path / "x.npz", "unknown file type"),
     ]
     for source, target, message in cases:

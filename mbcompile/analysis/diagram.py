@@ -5,15 +5,21 @@ PATH, which is looked up only when an SVG is asked for.
 One box per block (as in the generated model body), grouped by the stage-table row
 that produced it, labelled with its output shape and MACs; residual blocks and
 squeeze-excite are marked.
+
+`dot` is an external program: it runs with a time limit, and whatever goes wrong
+with it (missing, failing, crashing, hanging) is reported on one line, exit code 2.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import shutil
+import signal
 import subprocess
 
-from ..errors import SpecError
+from ..errors import SpecError, shorten
 from ..ir.blocks import BLOCK_TYPES
 from ..ir.graph import Graph
 from .cost import Report
@@ -28,6 +34,7 @@ SUFFIXES = {
 }
 
 OTHER_COLOUR = "#ffffff"
+DOT_TIMEOUT = 60  # seconds: a hung or runaway `dot` must not hang the command
 
 
 def colour(block_type: str) -> str:
@@ -137,9 +144,44 @@ def render_svg(dot_text: str) -> str:
             "SVG diagrams need Graphviz's `dot` on PATH (e.g. `apt-get install "
             "graphviz`); `--format dot` or `--format mermaid` need nothing"
         )
-    done = subprocess.run(
-        [exe, "-Tsvg"], input=dot_text, capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"dot failed: {done.stderr.strip()}")
-    return done.stdout
+    try:
+        # A session of its own: on a timeout the whole group goes, children too.
+        process = subprocess.Popen(
+            [exe, "-Tsvg"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise SpecError(f"cannot run Graphviz `dot` ({exc.strerror or exc})") from None
+    try:
+        out, err = process.communicate(dot_text.encode("utf-8"), timeout=DOT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        raise SpecError(
+            f"Graphviz `dot` did not finish within {DOT_TIMEOUT} seconds; "
+            "`--format dot` writes the text without it"
+        ) from None
+    except BaseException:
+        _kill_group(process)
+        raise
+    if process.returncode != 0:
+        said = err.decode("utf-8", "replace").strip().splitlines()
+        detail = f": {shorten(said[0], 160)}" if said else ""
+        how = (
+            f"was killed by signal {-process.returncode}"
+            if process.returncode < 0
+            else f"failed (exit code {process.returncode})"
+        )
+        raise SpecError(f"Graphviz `dot` {how}{detail}")
+    text = out.decode("utf-8", "replace")
+    if "<svg" not in text:
+        raise SpecError("Graphviz `dot` wrote no SVG")
+    return text
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()

@@ -8,7 +8,15 @@ import argparse
 import sys
 
 from .. import __version__
-from ..errors import EXIT_BAD_INPUT, EXIT_INTERNAL, SpecError, printable
+from ..errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    MESSAGE_LIMIT,
+    SpecError,
+    shorten,
+)
+from ..files import flush_stdout, write_stderr
 from .options import add_overrides_argument, add_spec_argument
 
 DESCRIPTION = """\
@@ -26,8 +34,10 @@ EPILOG = """\
 exit codes:
   0  success
   1  internal error (a bug in mbcompile; the message says where to report it)
-  2  bad input: the spec, an override or an argument (one line per problem,
-     naming file:line and field); no output file is written or changed
+  2  bad input (the spec, an override, an argument, a weights file) or a failure
+     of the environment (an unwritable output, a full disk, a failing `dot`):
+     one line per problem, naming file:line and field; no output file is
+     written or changed
 """
 
 
@@ -84,6 +94,16 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _run(argv)
+    try:
+        flush_stdout()  # a full or closed standard output shows itself here
+    except SpecError as exc:
+        _report(exc)
+        return EXIT_BAD_INPUT if code == EXIT_OK else code
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
@@ -103,12 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help, --version, usage errors (code 2)
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     except SpecError as exc:
-        for line in str(exc).splitlines():
-            print(f"mbcompile: error: {line}", file=sys.stderr)
+        _report(exc)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("mbcompile: interrupted", file=sys.stderr)
+        write_stderr("mbcompile: interrupted")
         return 130
+    except MemoryError:  # the machine's limit, not a bug: inputs are bounded
+        write_stderr("mbcompile: error: out of memory")
+        return EXIT_BAD_INPUT
     except Exception as exc:
         where = ""
         tb = exc.__traceback__
@@ -116,10 +138,14 @@ def main(argv: list[str] | None = None) -> int:
             tb = tb.tb_next
         if tb is not None:
             where = f" at {tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}"
-        problem = printable(f"{type(exc).__name__}: {exc}{where}")  # one line
-        print(
-            f"mbcompile: internal error: {problem} "
-            "(this is a bug in mbcompile; please report it with the spec that caused it)",
-            file=sys.stderr,
+        problem = shorten(f"{type(exc).__name__}: {exc}", MESSAGE_LIMIT)  # one line
+        write_stderr(
+            f"mbcompile: internal error: {problem}{where} "
+            "(this is a bug in mbcompile; please report it with the spec that caused it)"
         )
         return EXIT_INTERNAL
+
+
+def _report(exc: SpecError) -> None:
+    for line in str(exc).splitlines():
+        write_stderr(f"mbcompile: error: {line}")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .. import compiler
 from ..analysis.report import render
-from ..errors import EXIT_OK, SpecError
+from ..errors import EXIT_OK, SpecError, shorten_path
+from ..files import check_target, write_stderr, write_stdout
 
 
 def run(args: argparse.Namespace) -> int:
@@ -16,17 +16,23 @@ def run(args: argparse.Namespace) -> int:
     backend = args.backend or (None if args.report else "all")
     if backend == "all" and args.output:
         raise SpecError("-o/--output needs a single --backend (keras or torch)")
-    if args.report:
-        sys.stdout.write(render(graph, args.format))
     if backend is None:
-        return EXIT_OK
-    names = ("keras", "torch") if backend == "all" else (backend,)
+        names = ()
+    else:
+        names = ("keras", "torch") if backend == "all" else (backend,)
+    folded = loaded.spec.fold_batch_norm
+    if args.output != "-":
+        for name in names:  # refuse a bad target before writing anything
+            target = compiler.output_path(args.output, name, args.spec, folded)
+            check_target(target, loaded.inputs)
+    if args.report:
+        write_stdout(render(graph, args.format))
     # Generate everything before writing anything: a failure writes nothing.
     texts = {name: compiler.generate(graph, name) for name in names}
     for name, text in texts.items():
         target = compiler.write_output(
-            text, args.output, name, args.spec, folded=loaded.spec.fold_batch_norm
+            text, args.output, name, args.spec, folded, loaded.inputs
         )
         if target is not None:
-            print(f"mbcompile: wrote {target}", file=sys.stderr)
+            write_stderr(f"mbcompile: wrote {shorten_path(target)}")
     return EXIT_OK

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .. import compiler
 from ..analysis.report import FORMATS, render
+from ..files import write_stdout
 from .options import add_overrides_argument, add_spec_argument
 
 
@@ -27,5 +27,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     _, graph = compiler.load_and_expand(args.spec, args.overrides)
     text = render(graph, args.format, explain=args.explain, layers=args.layers)
-    sys.stdout.write(text)
+    write_stdout(text)
     return 0

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from .. import compiler
 from ..analysis.cost import report
 from ..analysis.diagram import FORMATS, SUFFIXES, dot, mermaid, render_svg
+from ..errors import shorten_path
+from ..files import check_target, write_stderr
 from .options import add_overrides_argument, add_spec_argument
 
 
@@ -27,16 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    output = args.output or "-"
     fmt = args.format
-    if fmt is None and args.output:
-        fmt = SUFFIXES.get(Path(args.output).suffix.lower())
+    if fmt is None and output != "-":
+        fmt = SUFFIXES.get(Path(output).suffix.lower())
     fmt = fmt or "mermaid"
-    _, graph = compiler.load_and_expand(args.spec, args.overrides)
+    loaded, graph = compiler.load_and_expand(args.spec, args.overrides)
+    if output != "-":
+        check_target(output, loaded.inputs)  # before running Graphviz
     rep = report(graph)
     text = mermaid(graph, rep) if fmt == "mermaid" else dot(graph, rep)
     if fmt == "svg":
         text = render_svg(text)
-    target = compiler.write_output(text, args.output or "-", "", args.spec)
+    target = compiler.write_output(text, output, "", args.spec, inputs=loaded.inputs)
     if target is not None:
-        print(f"mbcompile: wrote {target}", file=sys.stderr)
+        write_stderr(f"mbcompile: wrote {shorten_path(target)}")
     return 0

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from .. import compiler
 from ..analysis.cost import report
-from ..analysis.plots import block_chart, check_suffix
+from ..analysis.plots import block_chart, picture_format
+from ..errors import shorten_path
+from ..files import check_target, write_file, write_stderr
 from .options import add_overrides_argument, add_spec_argument
 
 
@@ -25,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     target = args.output or f"{Path(args.spec).stem}_costs.png"
-    check_suffix(target)
-    _, graph = compiler.load_and_expand(args.spec, args.overrides)
-    block_chart(report(graph), target)
-    print(f"mbcompile: wrote {target}", file=sys.stderr)
+    fmt = picture_format(target)
+    loaded, graph = compiler.load_and_expand(args.spec, args.overrides)
+    check_target(target, loaded.inputs)  # before drawing
+    write_file(target, block_chart(report(graph), fmt), loaded.inputs)
+    write_stderr(f"mbcompile: wrote {shorten_path(target)}")
     return 0

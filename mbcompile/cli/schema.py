@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..files import write_file, write_stdout
 from ..frontend import schema
 
 
@@ -12,16 +13,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o",
         "--output",
         metavar="PATH",
-        help="write to PATH instead of standard output",
+        help="write to PATH instead of standard output ('-')",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     text = schema.render()
-    if args.output:
-        from ..compiler import write_output
-
-        write_output(text, args.output, "", "")
+    if args.output and args.output != "-":
+        write_file(args.output, text.encode("utf-8"))
     else:
-        print(text, end="")
+        write_stdout(text)
     return 0

@@ -4,11 +4,10 @@ PyTorch state_dict and a Keras weights file (the work: backends/porting.py)."""
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from .. import compiler
-from ..errors import SpecError
+from ..errors import SpecError, shorten_path
+from ..files import write_stderr
 from .options import add_overrides_argument
 
 
@@ -35,8 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..backends.porting import convert  # imports the frameworks when it runs
 
-    source, target = Path(args.source), Path(args.target)
-    _, graph = compiler.load_and_expand(args.spec, args.overrides)
+    loaded, graph = compiler.load_and_expand(args.spec, args.overrides)
     folded = None
     if args.fold_bn:
         if graph.network.fold_batch_norm:
@@ -47,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         _, folded = compiler.load_and_expand(
             args.spec, [*args.overrides, "fold_batch_norm=true"]
         )
-    convert(graph, source, target, folded)
+    convert(graph, args.source, args.target, folded, loaded.inputs)
     done = " (batch norm folded)" if args.fold_bn else ""
-    print(f"mbcompile: wrote {target}{done}", file=sys.stderr)
+    write_stderr(f"mbcompile: wrote {shorten_path(args.target)}{done}")
     return 0

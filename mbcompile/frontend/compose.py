@@ -7,6 +7,8 @@ those keys (e.g. `all_rows: {k: 3, se: false}` turns a V3 table minimalistic).
 
 Merged data keeps where each value came from — a path -> (file, line) map — so an
 error in a value inherited from a base file names the base file and its line.
+Merging costs time linear in the size of the files: a replaced value's origins are
+found by walking that value, never by scanning every origin.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from ..errors import SpecError, SpecErrors
+from ..errors import SpecError, SpecErrors, shorten_path
+from ..files import FileError, FileId, MissingFile
 from ..ir.blocks import ROW_MODELS
 from .yamlsource import Located, parse, read_text
 
@@ -27,11 +32,19 @@ Origin = tuple[str, int | None]  # (file as displayed, line)
 
 
 class Composed(Located):
-    """Merged spec data with a path -> (file, line) origin for every value."""
+    """Merged spec data with a path -> (file, line) origin for every value, and the
+    files it was read from (identity -> file as displayed), the spec's first."""
 
-    def __init__(self, data: dict, origins: dict[tuple, Origin], source: str) -> None:
+    def __init__(
+        self,
+        data: dict,
+        origins: dict[tuple, Origin],
+        source: str,
+        files: dict[FileId, str],
+    ) -> None:
         super().__init__(data, {p: line for p, (_, line) in origins.items()}, source)
         self.origins = origins
+        self.files = files
 
     def where(self, path: tuple) -> Origin:
         """The file and line of `path`, or of its closest ancestor that has one."""
@@ -45,39 +58,53 @@ class Composed(Located):
 
 def load(path: Path, display: str) -> Composed:
     """Read a spec and everything it extends, merged, with origins."""
-    return _load(Path(path), display, ())
+    text, identity = read_text(Path(path), display)
+    return _compose(Path(path), display, text, ((identity, display),))
 
 
-def _load(path: Path, display: str, chain: tuple[tuple[Path, str], ...]) -> Composed:
-    located = parse(read_text(path, display), display)
+def _compose(
+    path: Path, display: str, text: str, chain: tuple[tuple[FileId, str], ...]
+) -> Composed:
+    """`text` (of `path`, the last file of `chain`) merged over what it extends."""
+    located = parse(text, display)
     data = located.data
     origins = {p: (display, line) for p, line in located.lines.items()}
     if "extends" not in data:
-        return Composed(data, origins, display)
+        return Composed(data, origins, display, dict(chain))
     base_name = data.pop("extends")
     at = {"source": display, "line": located.lines.get(("extends",))}
     if not isinstance(base_name, str) or not base_name.strip():
         raise SpecError("must be the path of a spec file", field="extends", **at)
-    here = (path.resolve(), display)
-    chain = (*chain, here)
     base_path = path.parent / base_name
     base_display = os.path.normpath(Path(display).parent / base_name)
-    names = " -> ".join([*(d for _, d in chain), base_display])
-    if base_path.resolve() in {p for p, _ in chain}:
-        raise SpecError(f"extends cycle: {names}", field="extends", **at)
+    shown = [shorten_path(d) for d in [*dict(chain).values(), base_display]]
+    names = " -> ".join(shown)
     if len(chain) >= MAX_CHAIN:
         raise SpecError(
             f"extends chain longer than {MAX_CHAIN} files: {names}",
             field="extends",
             **at,
         )
-    if not base_path.is_file():
-        raise SpecError(f"base spec not found: {names}", field="extends", **at)
-    base = _load(base_path, base_display, chain)
+    try:
+        base_text, base_id = read_text(base_path, base_display)
+    except MissingFile:
+        raise SpecError(
+            f"base spec not found: {names}", field="extends", **at
+        ) from None
+    except FileError as exc:
+        raise SpecError(
+            f"base spec {shorten_path(base_display, 60)}: {exc.message}",
+            field="extends",
+            **at,
+        ) from None
+    if base_id in dict(chain):
+        raise SpecError(f"extends cycle: {names}", field="extends", **at)
+    chain = (*chain, (base_id, base_display))
+    base = _compose(base_path, base_display, base_text, chain)
     merged, merged_origins = base.data, dict(base.origins)
     _merge(merged, data, (), merged_origins, origins)
     merged_origins[()] = origins[()]
-    return Composed(merged, merged_origins, display)
+    return Composed(merged, merged_origins, display, base.files)
 
 
 def _merge(
@@ -90,10 +117,24 @@ def _merge(
             origins[p] = over_origins[p]
             _merge(base[key], value, p, origins, over_origins)
             continue
-        base[key] = copy.deepcopy(value)
-        for q in [q for q in origins if q[: len(p)] == p]:
-            del origins[q]
-        origins.update({q: o for q, o in over_origins.items() if q[: len(p)] == p})
+        if key in base:
+            for q in _paths(base[key], p):
+                origins.pop(q, None)
+        base[key] = value
+        for q in _paths(value, p):
+            if q in over_origins:
+                origins[q] = over_origins[q]
+
+
+def _paths(value: Any, path: tuple) -> Iterator[tuple]:
+    """`path` and the path of everything inside `value`."""
+    yield path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _paths(item, (*path, i))
 
 
 def apply_all_rows(

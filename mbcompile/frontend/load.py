@@ -12,12 +12,14 @@ import copy
 import difflib
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import SpecError, SpecErrors, shorten
+from ..errors import SpecError, SpecErrors, shorten, shorten_path
+from ..files import Inputs
 from ..ir.blocks import ROW_MODELS, ROW_TYPES
 from . import compose
 from .model import STAGE_ITEM_TAGS, Spec
@@ -53,6 +55,8 @@ class LoadedSpec(BaseModel):
     spec: Spec
     source: str  # as the user named it
     content_hash: str  # sha256 of the normalised, validated content
+    # The files read (the spec, then what it extends), which no output may replace.
+    inputs: Inputs = Field(default_factory=dict, exclude=True, repr=False)
     # Locates problems found after validation (e.g. in the expanded network).
     locator: Locator | None = Field(default=None, exclude=True, repr=False)
 
@@ -82,11 +86,18 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Loade
         origins[field_path] = f"--set {text}"
     compose.apply_all_rows(data, located, origins)
     spec = validate(data, located, origins)
+    spec_file, *bases = located.files
+    inputs = {spec_file: "the spec this command reads"}
+    for base in bases:
+        inputs[base] = (
+            f"{shorten_path(located.files[base], 60)}, which the spec extends"
+        )
     return LoadedSpec(
         spec=spec,
         source=display,
         content_hash=content_hash(spec),
         locator=Locator(located, origins),
+        inputs=inputs,
     )
 
 
@@ -168,36 +179,76 @@ def content_hash(spec: Spec) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+# One step of a --set path: `name`, `3`, or `name[3]` (indices in brackets, as
+# errors print them: `stages[3].c` and `stages.3.c` are the same field).
+_STEP = re.compile(r"([^.\[\]]+)((?:\[[0-9]+\])*)")
+_MAX_INDEX_DIGITS = 9  # longer indices name no row (and no int conversion limit)
+
+
 def _parse_override(text: str) -> tuple[tuple, Any]:
+    where = f"--set {text}"
+    try:
+        text.encode("utf-8")
+    except UnicodeError:  # argv bytes that are not UTF-8 arrive as lone surrogates
+        raise SpecError("not UTF-8 text", source=where) from None
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise SpecError("expected KEY=VALUE", source=f"--set {text}")
-    value = scalar(raw)  # a YAML scalar; lists, mappings and tags stay strings
+        raise SpecError("expected KEY=VALUE", source=where)
+    path = _field_steps(key.strip(), where)
+    if path[0] == "extends":
+        raise SpecError(
+            "'extends' names the base spec in the file itself; --set changes "
+            "values after it is merged",
+            source=where,
+        )
+    value = scalar(raw, where)  # a YAML scalar; lists, mappings and tags stay strings
+    return path, value
+
+
+def _field_steps(key: str, where: str) -> tuple:
     parts: list[Any] = []
-    for part in key.strip().split("."):
+    for step in key.split("."):
+        match = _STEP.fullmatch(step) if step.isprintable() else None
+        if match is None:
+            raise SpecError(
+                f"'{shorten(key)}' is not a field path (e.g. stages.3.c or "
+                "stages[3].c)",
+                source=where,
+            )
+        name, brackets = match.groups()
         # ASCII digits only: "²".isdigit() is true but int("²") fails.
-        parts.append(int(part) if part.isascii() and part.isdigit() else part)
-    return tuple(parts), value
+        is_index = name.isascii() and name.isdigit()
+        parts.append(int(name) if is_index and len(name) <= _MAX_INDEX_DIGITS else name)
+        for index in re.findall(r"\[([0-9]+)\]", brackets):
+            parts.append(int(index) if len(index) <= _MAX_INDEX_DIGITS else index)
+    return tuple(parts)
 
 
 def _apply_override(data: Any, path: tuple, value: Any, text: str) -> None:
     where = f"--set {text}"
+    if path[0] == "all_rows" and len(path) > 1 and "all_rows" not in data:
+        data["all_rows"] = {}  # --set all_rows.k=5 works without all_rows: in the file
     node = data
     for i, part in enumerate(path[:-1]):
         child = _child(node, part)
         if child is _MISSING:
             shown = _dotted(path[: i + 1])
-            raise SpecError(f"no such field '{shown}' to set", source=where)
+            raise SpecError(f"no such field '{shorten(shown)}' to set", source=where)
         node = child
     last = path[-1]
     if isinstance(node, list):
         if not isinstance(last, int) or not 0 <= last < len(node):
-            raise SpecError(f"no row {last} in '{_dotted(path[:-1])}'", source=where)
+            raise SpecError(
+                f"no row {shorten(str(last))} in '{shorten(_dotted(path[:-1]))}'",
+                source=where,
+            )
         node[last] = value
     elif isinstance(node, dict):
         node[last] = value  # unknown keys are reported by validation
     else:
-        raise SpecError(f"'{_dotted(path[:-1])}' is not a mapping", source=where)
+        raise SpecError(
+            f"'{shorten(_dotted(path[:-1]))}' is not a mapping", source=where
+        )
 
 
 _MISSING = object()
@@ -254,7 +305,7 @@ def _located_error(err: dict, data: dict, locator: Locator) -> SpecError:
         if suggestion:
             message += f" — did you mean '{suggestion}'?"
     elif kind == "missing":
-        message = f"missing required key '{loc[-1]}'"
+        message = f"missing required key '{shorten(str(loc[-1]))}'"
     elif kind == "union_tag_invalid":
         message = f"unknown block type; expected one of {', '.join(ROW_TYPES)}"
         loc = (*loc, "block")
@@ -272,6 +323,7 @@ def _suggest(key: Any, parent: tuple, data: dict) -> str | None:
     if model is None or not isinstance(key, str):
         return None
     names = list(model.model_fields) + (list(compose.KEYS) if model is Spec else [])
+    names = [name for name in names if name != key]  # never "did you mean" itself
     matches = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     return matches[0] if matches else None
 

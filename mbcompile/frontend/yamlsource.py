@@ -1,10 +1,14 @@
 """Safe YAML reading that remembers where every value came from.
 
 Specs come from other people's repositories, so this reader is deliberately small:
-PyYAML's safe composer only (no object construction), no anchors or aliases (they
-buy nothing here and enable "billion laughs" documents), bounded size and depth, and
-a line number for every mapping key and sequence item so that validation errors can
+a safe composer only (no object construction), no anchors or aliases (they buy
+nothing here and enable "billion laughs" documents), bounded size and depth, and a
+line number for every mapping key and sequence item so that validation errors can
 point at the file and line.
+
+Plain scalars that YAML 1.1 reads in ways nobody means — `017` as octal 15, `1:00`
+as 60, `on`/`yes`/`no`/`off` as booleans — are refused with what to write instead,
+in files and in `--set` values alike.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from typing import Any
 import yaml
 
 from ..errors import SpecError, shorten
+from ..files import FileId, read_input
 
-# Canonical specs are ~2 kB; 64 KiB leaves room for 256 commented rows while keeping
-# PyYAML's pure-Python composer (~10 µs a byte at worst) well inside a second.
+# Canonical specs are ~2 kB; 64 KiB leaves room for 256 commented rows while
+# keeping a chain of 16 such files well inside a second.
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 32
+MAX_DIGITS = 100  # in an integer; Python refuses to convert past 4,300
 
 # Only plain data: anything else (!!python/..., !!binary, !!set, custom tags) is
 # rejected rather than constructed or silently reinterpreted.
@@ -29,10 +35,15 @@ _TAGS = {
     for name in ("null", "bool", "int", "float", "str", "seq", "map")
 }
 
+# libyaml's parser (about 10x faster than PyYAML's pure-Python one) when present.
+# Its composer recurses in C, so documents are checked for depth on the event
+# stream, which is flat, before anything is composed.
+_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads YAML 1.2 exponent floats (`1e-3`, `1.0e5`), which
-    YAML 1.1 leaves as strings: a spec author writing them means numbers."""
+
+class _Loader(_BASE_LOADER):
+    """A safe loader that also reads YAML 1.2 exponent floats (`1e-3`, `1.0e5`),
+    which YAML 1.1 leaves as strings: a spec author writing them means numbers."""
 
 
 _Loader.add_implicit_resolver(
@@ -41,18 +52,77 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."),
 )
 
+_OCTAL = re.compile(r"^[-+]?0[0-7_]+$")
+_YAML11_BOOLEANS = {"yes", "no", "on", "off"}
 
-def scalar(text: str) -> Any:
-    """A single `--set` value read like a YAML scalar; anything else stays a string."""
+
+def _surprise(node: yaml.ScalarNode) -> str | None:
+    """Why a plain scalar means something else in YAML 1.1 than it seems to."""
+    if node.style:  # quoted or a block scalar: a string, as written
+        return None
+    text = node.value
+    kind = _TAGS.get(node.tag)
+    if kind == "bool" and text.lower() in _YAML11_BOOLEANS:
+        meaning = str(text.lower() in ("yes", "on")).lower()
+        return f"'{text}' reads as the boolean {meaning} in YAML 1.1; write {meaning}"
+    if kind == "int" and len(text) > MAX_DIGITS:
+        return f"integer of {len(text):,} digits; at most {MAX_DIGITS} in a spec"
+    if kind == "int" and _OCTAL.match(text):
+        value = int(text.replace("_", ""), 8)
+        return (
+            f"'{text}' reads as the octal number {value} in YAML 1.1; write {value}, "
+            "or the number without leading zeros"
+        )
+    if kind in ("int", "float") and ":" in text:
+        return (
+            f"'{shorten(text)}' reads as a base-60 number in YAML 1.1; write the "
+            "number itself"
+        )
+    return None
+
+
+def _construct(node: yaml.ScalarNode, constructor) -> Any:
+    """A scalar's value, or a SpecError (without a location) saying why not."""
+    problem = _surprise(node)
+    if problem:
+        raise SpecError(f"{problem} (or quote it for a string)")
     try:
+        return constructor.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError) as exc:
+        raise SpecError(f"invalid value: {shorten(str(exc), 120)}") from None
+
+
+def scalar(text: str, source: str) -> Any:
+    """A single `--set` value read like a YAML scalar; anything else (a list, a
+    mapping, a tag) stays a string. `source` names the override in errors."""
+    try:
+        if _too_deep(text) is not None:
+            return text  # a deeply nested list or mapping: not a scalar anyway
         node = yaml.compose(text, Loader=_Loader)
-    except (yaml.YAMLError, RecursionError):
+    except yaml.YAMLError:
         return text
     if node is None:
         return None  # `--set key=` is YAML's empty value, null
     if not isinstance(node, yaml.ScalarNode) or node.tag not in _TAGS:
         return text
-    return _Loader("").construct_object(node, deep=True)
+    try:
+        return _construct(node, _Loader(""))
+    except SpecError as exc:
+        raise SpecError(exc.message, source=source) from None
+
+
+def _too_deep(text: str) -> yaml.Event | None:
+    """The first collection nested deeper than MAX_DEPTH, found on the event
+    stream (which the parser produces without recursion), or None."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return event
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
 
 
 class Located:
@@ -73,30 +143,16 @@ class Located:
         return self.lines.get(())
 
 
-def read_text(path: Path, display: str) -> str:
-    if path.is_dir():
-        raise SpecError("is a directory, expected a YAML file", source=display)
-    try:
-        # Read at most one byte past the limit: /dev/zero, pipes and files growing
-        # while we read are bounded too (their size on disk says nothing).
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise SpecError("file not found", source=display) from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise SpecError(f"cannot read file ({reason})", source=display) from None
-    if len(raw) > MAX_BYTES:
-        raise SpecError(
-            f"file is larger than {MAX_BYTES:,} bytes, the limit for a spec",
-            source=display,
-        )
+def read_text(path: Path, display: str) -> tuple[str, FileId]:
+    """A spec file's text and identity; regular files of at most MAX_BYTES only."""
+    found = read_input(path, display, MAX_BYTES, "a spec")
+    raw = found.data
     if b"\x00" in raw:
         raise SpecError(
             "binary content; expected a UTF-8 YAML text file", source=display
         )
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8"), found.id
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise SpecError("invalid UTF-8", source=display, line=line) from None
@@ -105,6 +161,13 @@ def read_text(path: Path, display: str) -> str:
 def parse(text: str, source: str) -> Located:
     """Parse one YAML document into plain data (dict/list/scalars) with line numbers."""
     try:
+        deep = _too_deep(text)
+        if deep is not None:
+            raise SpecError(
+                f"document is nested deeper than {MAX_DEPTH} levels",
+                source=source,
+                line=deep.start_mark.line + 1,
+            )
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -116,15 +179,13 @@ def parse(text: str, source: str) -> Located:
         ) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", source=source) from None
-    except RecursionError:
-        raise SpecError("document is nested too deeply", source=source) from None
     if node is None:
         raise SpecError(
             "empty document; expected a mapping of spec keys", source=source
         )
     lines: dict[tuple, int] = {(): node.start_mark.line + 1}
     constructor = _Loader("")
-    data = _convert(node, (), 0, lines, constructor, source, set())
+    data = _convert(node, (), lines, constructor, source, set())
     if not isinstance(data, dict):
         raise SpecError(
             f"top level is a {type(data).__name__}; expected a mapping of spec keys",
@@ -137,7 +198,7 @@ def parse(text: str, source: str) -> Located:
 def _tag_problem(node) -> str:
     if node.tag == "tag:yaml.org,2002:merge":
         return "YAML merge keys are not supported; use 'extends' instead"
-    if node.tag == "tag:yaml.org,2002:timestamp" and node.style is None:
+    if node.tag == "tag:yaml.org,2002:timestamp" and not node.style:
         return f"'{shorten(node.value)}' reads as a date; quote it if it is a string"
     tag = shorten(node.tag.replace("tag:yaml.org,2002:", "!!"))
     return (
@@ -146,14 +207,8 @@ def _tag_problem(node) -> str:
     )
 
 
-def _convert(node, path, depth, lines, constructor, source, seen) -> Any:
+def _convert(node, path, lines, constructor, source, seen) -> Any:
     line = node.start_mark.line + 1
-    if depth > MAX_DEPTH:
-        raise SpecError(
-            f"document is nested deeper than {MAX_DEPTH} levels",
-            source=source,
-            line=line,
-        )
     if id(node) in seen:
         # The composer shares nodes between an anchor and its aliases.
         raise SpecError(
@@ -166,21 +221,19 @@ def _convert(node, path, depth, lines, constructor, source, seen) -> Any:
         raise SpecError(_tag_problem(node), source=source, line=line)
     if isinstance(node, yaml.ScalarNode):
         try:
-            return constructor.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            raise SpecError(f"invalid value: {exc}", source=source, line=line) from None
+            return _construct(node, constructor)
+        except SpecError as exc:
+            raise SpecError(exc.message, source=source, line=line) from None
     if isinstance(node, yaml.SequenceNode):
         out = []
         for i, item in enumerate(node.value):
             lines[(*path, i)] = item.start_mark.line + 1
-            out.append(
-                _convert(item, (*path, i), depth + 1, lines, constructor, source, seen)
-            )
+            out.append(_convert(item, (*path, i), lines, constructor, source, seen))
         return out
     if isinstance(node, yaml.MappingNode):
         out = {}
         for key_node, value_node in node.value:
-            key = _convert(key_node, path, depth + 1, lines, constructor, source, seen)
+            key = _convert(key_node, path, lines, constructor, source, seen)
             key_line = key_node.start_mark.line + 1
             if not isinstance(key, str):
                 raise SpecError(
@@ -200,7 +253,7 @@ def _convert(node, path, depth, lines, constructor, source, seen) -> Any:
                 )
             lines[(*path, key)] = key_line
             out[key] = _convert(
-                value_node, (*path, key), depth + 1, lines, constructor, source, seen
+                value_node, (*path, key), lines, constructor, source, seen
             )
         return out
     raise SpecError(
