@@ -23,11 +23,9 @@ LOCATED = re.compile(r"^mbcompile: error: (?P<file>[^:]+)(?::(?P<line>\d+))?: \S
 
 
 def run(argv, capsys):
-    start = time.perf_counter()
     code = cli.main([str(a) for a in argv])
-    elapsed = time.perf_counter() - start
     out, err = capsys.readouterr()
-    return code, out, err, elapsed
+    return code, out, err
 
 
 def assert_bad_input(code, err, path=None, line=None):
@@ -79,6 +77,7 @@ YAML_CASES = {
 }
 
 
+@pytest.mark.usefixtures("no_hang")  # a YAML bomb would run for minutes
 @pytest.mark.parametrize("case", sorted(YAML_CASES))
 def test_malformed_yaml(tmp_path, capsys, case):
     content, line, fragment = YAML_CASES[case]
@@ -87,23 +86,22 @@ def test_malformed_yaml(tmp_path, capsys, case):
         path.write_bytes(content)
     else:
         path.write_text(content)
-    code, out, err, elapsed = run([path, "--backend", "torch"], capsys)
+    code, out, err = run([path, "--backend", "torch"], capsys)
     assert_bad_input(code, err, path, line)
     assert len(err.splitlines()) == 1, err
     assert fragment in err
-    assert elapsed < 2.0, f"{case} took {elapsed:.2f}s"
     assert out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
 
 
+@pytest.mark.usefixtures("no_hang")  # /dev/zero read to its end never ends
 @pytest.mark.parametrize("path", ["/dev/zero", "<dir>", "<missing>"])
 def test_unreadable_sources(tmp_path, capsys, path):
     path = {"<dir>": tmp_path, "<missing>": tmp_path / "nope.yaml"}.get(path, path)
     if not Path(path).exists() and path != tmp_path / "nope.yaml":
         pytest.fail(f"{path} is expected on Linux")
-    code, _, err, elapsed = run([path, "--report"], capsys)
+    code, _, err = run([path, "--report"], capsys)
     assert_bad_input(code, err, path)
-    assert elapsed < 2.0
 
 
 # ----------------------------------------------------------------------- injection
@@ -145,7 +143,7 @@ def test_adversarial_strings_via_set(tmp_path, capsys, field, payload):
     (`relu6 #` is relu6 and a comment), compiled to exactly the canonical program."""
     out_file = tmp_path / "out.py"
     argv = [SPECS / "v2.yaml", "--backend", "torch", "-o", out_file]
-    code, _, err, _ = run([*argv, f"--set={field}={payload}"], capsys)
+    code, _, err = run([*argv, f"--set={field}={payload}"], capsys)
     if code == 0:
         plain = yaml.safe_load(payload)  # an independent reading of the value
         assert isinstance(plain, str) and plain.isidentifier(), plain
@@ -165,7 +163,7 @@ def test_adversarial_names_in_a_file_are_rejected(tmp_path, capsys, payload):
     text = V2_TEXT.replace("name: mobilenet_v2", f'name: "{escaped}"')
     path = tmp_path / "spec.yaml"
     path.write_text(text)
-    code, _, err, _ = run([path, "--backend", "keras", "-o", tmp_path / "o.py"], capsys)
+    code, _, err = run([path, "--backend", "keras", "-o", tmp_path / "o.py"], capsys)
     line = text.splitlines().index(f'name: "{escaped}"') + 1
     assert_bad_input(code, err, path, line=line)
     assert "name: must be a Python identifier" in err
@@ -176,7 +174,7 @@ def test_adversarial_keys_are_reported_on_one_line(tmp_path, capsys):
     text = V2_TEXT + '"evil\\nkey\\u202e": 1\n'
     path = tmp_path / "spec.yaml"
     path.write_text(text)
-    code, _, err, _ = run([path, "--report"], capsys)
+    code, _, err = run([path, "--report"], capsys)
     assert_bad_input(code, err, path, line=len(V2_TEXT.splitlines()) + 1)
     assert err.splitlines() == [
         f"mbcompile: error: {path}:{len(V2_TEXT.splitlines()) + 1}: evil key\\u202e: "
@@ -211,7 +209,7 @@ def test_hostile_file_names_stay_inert(tmp_path, capsys, file_name, backend):
     path = tmp_path / file_name
     path.write_text(V2_TEXT)
     out_file = tmp_path / "out.py"
-    code, _, err, _ = run([path, "--backend", backend, "-o", out_file], capsys)
+    code, _, err = run([path, "--backend", backend, "-o", out_file], capsys)
     assert code == 0, err
     hostile = out_file.read_text()
     canonical = compiler.compile_spec(SPECS / "v2.yaml", backend)
@@ -226,7 +224,7 @@ def test_file_names_with_line_breaks_are_rejected(tmp_path, capsys):
     path = tmp_path / "evil\nimport os\nos.system('id')\n.yaml"
     path.write_text(V2_TEXT)
     out_file = tmp_path / "out.py"
-    code, _, err, _ = run([path, "--backend", "torch", "-o", out_file], capsys)
+    code, _, err = run([path, "--backend", "torch", "-o", out_file], capsys)
     assert_bad_input(code, err)
     assert err.count("\n") == 1
     assert "file name contains control or invisible characters" in err
@@ -276,7 +274,7 @@ def test_out_of_range_values_name_the_field(
 ):
     out_file = tmp_path / "out.py"
     argv = [SPECS / "v2.yaml", "--backend", "torch", "-o", out_file, "--set", override]
-    code, _, err, _ = run(argv, capsys)
+    code, _, err = run(argv, capsys)
     if field is None:
         assert code == 0, err
         return
@@ -286,13 +284,14 @@ def test_out_of_range_values_name_the_field(
     assert not out_file.exists()
 
 
+@pytest.mark.usefixtures("no_hang")  # refused before any tensor is allocated
 def test_parameter_budget_names_the_culprit(tmp_path, capsys):
     # ... but with width 8 and 100,000 classes the classifier alone needs 1.3e10.
     text = V2_TEXT.replace("num_classes: 1000", "num_classes: 100000")
     text = text.replace("conv: {c: 1280", "conv: {c: 16384")
     path = tmp_path / "spec.yaml"
     path.write_text(text)
-    code, _, err, elapsed = run([path, "--set", "width_multiplier=8"], capsys)
+    code, _, err = run([path, "--set", "width_multiplier=8"], capsys)
     assert_bad_input(code, err)
     (line,) = err.splitlines()
     assert line.startswith("mbcompile: error: --set width_multiplier=8: ") or (
@@ -300,7 +299,6 @@ def test_parameter_budget_names_the_culprit(tmp_path, capsys):
     )
     assert "head: the network would have" in line
     assert "over the limit of 2,000,000,000" in line
-    assert elapsed < 5
 
 
 # ----------------------------------------------------------------------- output
@@ -318,7 +316,7 @@ def test_failed_compile_leaves_existing_output_identical(tmp_path, capsys, overr
     out_file.write_bytes(b"# precious, hand-edited\n")
     before = out_file.stat()
     argv = [SPECS / "v2.yaml", "--backend", "torch", "-o", out_file, "--set", override]
-    code, _, err, _ = run(argv, capsys)
+    code, _, err = run(argv, capsys)
     assert_bad_input(code, err)
     assert out_file.read_bytes() == b"# precious, hand-edited\n"
     assert out_file.stat().st_mtime_ns == before.st_mtime_ns
@@ -333,7 +331,7 @@ def test_failure_while_writing_leaves_no_temp_file(tmp_path, capsys, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", disk_full)
-    code, _, err, _ = run(
+    code, _, err = run(
         [SPECS / "v2.yaml", "--backend", "torch", "-o", out_file], capsys
     )
     assert code == 2
@@ -349,7 +347,7 @@ def test_interrupted_write_leaves_no_temp_file(tmp_path, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(os, "replace", interrupted)
-    code, _, err, _ = run(
+    code, _, err = run(
         [SPECS / "v2.yaml", "--backend", "torch", "-o", tmp_path / "m.py"], capsys
     )
     assert code == 130
@@ -359,7 +357,7 @@ def test_interrupted_write_leaves_no_temp_file(tmp_path, capsys, monkeypatch):
 
 def test_missing_output_directories_are_created(tmp_path, capsys):
     out_file = tmp_path / "a" / "b" / "c" / "model.py"
-    code, _, err, _ = run(
+    code, _, err = run(
         [SPECS / "v2.yaml", "--backend", "keras", "-o", out_file], capsys
     )
     assert code == 0, err
@@ -369,7 +367,7 @@ def test_missing_output_directories_are_created(tmp_path, capsys):
 
 
 def test_output_path_that_is_a_directory(tmp_path, capsys):
-    code, _, err, _ = run(
+    code, _, err = run(
         [SPECS / "v2.yaml", "--backend", "keras", "-o", tmp_path], capsys
     )
     assert_bad_input(code, err)
@@ -383,9 +381,7 @@ def test_output_path_that_is_a_directory(tmp_path, capsys):
 def test_output_under_a_file_is_bad_input(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     target = tmp_path / "file" / "model.py"
-    code, _, err, _ = run(
-        [SPECS / "v2.yaml", "--backend", "keras", "-o", target], capsys
-    )
+    code, _, err = run([SPECS / "v2.yaml", "--backend", "keras", "-o", target], capsys)
     assert_bad_input(code, err)
     assert err.startswith(f"mbcompile: error: cannot write {target}: ")
     assert _files(tmp_path) == ["file"]
@@ -430,7 +426,7 @@ UNUSABLE_PATHS = {
 @pytest.mark.parametrize("case", sorted(UNUSABLE_PATHS))
 def test_unusable_spec_paths_are_one_short_line(tmp_path, capsys, case):
     make, fragment = UNUSABLE_PATHS[case]
-    code, out, err, _ = run([make(tmp_path), "--report"], capsys)
+    code, out, err = run([make(tmp_path), "--report"], capsys)
     assert_bad_input(code, err)
     (line,) = err.splitlines()
     assert fragment in line and len(line) < 600, line
@@ -444,7 +440,7 @@ def test_unusable_extends_paths_are_located(tmp_path, capsys, case):
     base = str(make(tmp_path)).replace("\\", "\\\\").replace("\0", "\\0")
     spec = tmp_path / "spec.yaml"
     spec.write_text(f'name: child\nextends: "{base}"\n')
-    code, _, err, _ = run([spec, "--report"], capsys)
+    code, _, err = run([spec, "--report"], capsys)
     assert_bad_input(code, err, spec, line=2)
     (line,) = err.splitlines()
     assert line.startswith(f"mbcompile: error: {spec}:2: extends: ")
@@ -453,17 +449,26 @@ def test_unusable_extends_paths_are_located(tmp_path, capsys, case):
 
 def test_extends_chains_merge_in_linear_time(tmp_path, capsys):
     """Four files of ~60 KB, each replacing thousands of keys of the one it
-    extends: the quadratic merge took 16-24 s, a linear one well under a second
-    (the bound leaves room for a busy machine)."""
+    extends: the quadratic merge took 16-24 s, about 40 times as long as reading
+    the same keys from one file; a linear merge takes about as long. Both are
+    timed in turn (best of three), so a busy machine slows both alike."""
     for i in range(4):
         head = f"extends: f{i - 1}.yaml\n" if i else V2_TEXT
         keys = "".join(f"zz{j:05d}: {j}\n" for j in range(4500 - 500 * (i == 0)))
         (tmp_path / f"f{i}.yaml").write_text(head + keys)
     assert (tmp_path / "f3.yaml").stat().st_size > 60_000
-    code, _, err, elapsed = run([tmp_path / "f3.yaml", "--report"], capsys)
-    assert_bad_input(code, err)  # the keys are unknown, and reported briefly
-    assert len(err.splitlines()) <= 21
-    assert elapsed < 5, f"{elapsed:.1f}s"
+    one_file = tmp_path / "one.yaml"
+    one_file.write_text(V2_TEXT + "".join(f"zz{j:05d}: {j}\n" for j in range(4500)))
+    times = {"chain": [], "one": []}
+    for _ in range(3):
+        for kind, path in (("chain", tmp_path / "f3.yaml"), ("one", one_file)):
+            start = time.perf_counter()
+            code, _, err = run([path, "--report"], capsys)
+            times[kind].append(time.perf_counter() - start)
+            assert_bad_input(code, err)  # the keys are unknown, and reported briefly
+            assert len(err.splitlines()) <= 21
+    ratio = min(times["chain"]) / min(times["one"])
+    assert ratio < 8, f"four files take {ratio:.1f} times as long as one"
 
 
 # ------------------------------------------------------------- huge numbers
@@ -496,7 +501,7 @@ def test_huge_numbers_are_located_bad_input(tmp_path, capsys, case):
     spec = tmp_path / "spec.yaml"
     spec.write_text(text)
     argv = [spec, "--report", *(["--set", override] if override else [])]
-    code, _, err, _ = run(argv, capsys)
+    code, _, err = run(argv, capsys)
     assert_bad_input(code, err)
     (line,) = err.splitlines()
     assert len(line) < 600, line
@@ -524,7 +529,7 @@ ECHOING = {
 
 @pytest.mark.parametrize("case", sorted(ECHOING))
 def test_echoed_input_is_cut_to_a_readable_length(tmp_path, capsys, case):
-    code, _, err, _ = run([SPECS / "v2.yaml", *ECHOING[case]], capsys)
+    code, _, err = run([SPECS / "v2.yaml", *ECHOING[case]], capsys)
     assert_bad_input(code, err)
     assert err.splitlines() and all(len(line) < 600 for line in err.splitlines())
 
@@ -539,7 +544,7 @@ UNDECODABLE = {
 
 @pytest.mark.parametrize("case", sorted(UNDECODABLE))
 def test_undecodable_arguments_are_bad_input(capsys, case):
-    code, _, err, _ = run([SPECS / "v2.yaml", "--report", *UNDECODABLE[case]], capsys)
+    code, _, err = run([SPECS / "v2.yaml", "--report", *UNDECODABLE[case]], capsys)
     assert_bad_input(code, err)
     (line,) = err.splitlines()
     assert line.endswith("not UTF-8 text")
@@ -549,14 +554,14 @@ def test_echoed_file_content_is_cut_to_a_readable_length(tmp_path, capsys):
     spec = tmp_path / ("s" * 200 + ".yaml")
     # An explicit key (`? key`): implicit ones are limited to 1,024 characters.
     spec.write_text(V2_TEXT.replace("stem: {", f"? {'k' * 60_000}\n: 1\nstem: {{"))
-    code, _, err, _ = run([spec, "--report", "--set", f"name={'n' * 9000}"], capsys)
+    code, _, err = run([spec, "--report", "--set", f"name={'n' * 9000}"], capsys)
     assert_bad_input(code, err)
     assert len(err.splitlines()) == 2
     assert all(len(line) < 600 for line in err.splitlines()), err
 
 
 def test_set_cannot_name_a_base_spec(capsys):
-    code, _, err, _ = run(
+    code, _, err = run(
         [SPECS / "v2.yaml", "--report", "--set", "extends=v1.yaml"], capsys
     )
     assert_bad_input(code, err)
@@ -601,7 +606,7 @@ def test_set_accepts_the_field_paths_errors_print(bracketed, dotted):
 
 @pytest.mark.parametrize("override", ["stages[1].s=3", "stages.1.s=3"])
 def test_set_errors_print_the_path_set_accepts(capsys, override):
-    code, _, err, _ = run([SPECS / "v2.yaml", "--report", "--set", override], capsys)
+    code, _, err = run([SPECS / "v2.yaml", "--report", "--set", override], capsys)
     assert_bad_input(code, err)
     assert err.startswith(f"mbcompile: error: --set {override}: stages[1].s: stride")
 
@@ -623,7 +628,7 @@ YAML11 = [
 @pytest.mark.parametrize("field,value", YAML11)
 def test_yaml_1_1_surprises_in_set_are_refused(capsys, field, value):
     argv = [SPECS / "v2.yaml", "--report", "--set", f"{field}={value}"]
-    code, out, err, _ = run(argv, capsys)
+    code, out, err = run(argv, capsys)
     assert_bad_input(code, err)
     assert err.startswith(f"mbcompile: error: --set {field}={value}: '{value}'")
     assert "YAML 1.1" in err and out == ""
@@ -634,7 +639,7 @@ def test_yaml_1_1_surprises_in_files_are_refused(tmp_path, capsys, field, value)
     lines = [x for x in V2_TEXT.splitlines() if not x.startswith(f"{field}:")]
     spec = tmp_path / "spec.yaml"
     spec.write_text("\n".join([*lines, f"{field}: {value}", ""]))
-    code, _, err, _ = run([spec, "--report"], capsys)
+    code, _, err = run([spec, "--report"], capsys)
     assert_bad_input(code, err, spec, line=len(lines) + 1)
     assert "YAML 1.1" in err
 
@@ -675,7 +680,7 @@ def test_default_outputs_are_importable_modules(
     spec = tmp_path / file_name
     spec.write_text(V2_TEXT)
     monkeypatch.chdir(tmp_path)
-    code, _, err, _ = run([spec, "--backend", "torch"], capsys)
+    code, _, err = run([spec, "--backend", "torch"], capsys)
     expected = ODD_NAMES[file_name]
     if expected is None:
         assert_bad_input(code, err)
@@ -702,7 +707,7 @@ def test_pictures_of_huge_networks_stay_small(tmp_path, capsys):
     spec.write_text(head + "stages:\n" + rows + rest[rest.index("head:") :])
     picture = tmp_path / "huge.svg"
     argv = ["plot", spec, "--set", "resolution=32", "-o", picture]
-    code, _, err, _ = run(argv, capsys)
+    code, _, err = run(argv, capsys)
     assert code == 0, err
     text = picture.read_text()
     bars = re.findall(r'<g id="patch_\d+">', text)
@@ -750,7 +755,7 @@ def test_graphviz_failures_are_one_line_exit_2(tmp_path, capsys, monkeypatch, ca
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setattr(diagram, "DOT_TIMEOUT", 1)
     target = tmp_path / "v2.svg"
-    code, _, err, _ = run(["diagram", SPECS / "v2.yaml", "-o", target], capsys)
+    code, _, err = run(["diagram", SPECS / "v2.yaml", "-o", target], capsys)
     assert_bad_input(code, err)
     (line,) = err.splitlines()
     assert fragment in line, line
