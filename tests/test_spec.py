@@ -77,7 +77,7 @@ VALUE_RULES = [
     (ROW2, ROW2.replace("c: 32", 'c: "32"'), '"32"', "stages[2].c", "valid integer"),
     (ROW2, ROW2.replace("c: 32", "c: 32.5"), "32.5", "stages[2].c", "valid integer"),
     (ROW2, ROW2.replace("c: 32", "c: true"), "true", "stages[2].c", "valid integer"),
-    (ROW2, ROW2.replace("}", ", act: gelu}"), "gelu", "stages[2].act", "activation"),
+    (ROW2, ROW2.replace("}", ", act: mish}"), "mish", "stages[2].act", "activation"),
     ("width_multiplier: 1.0", "width_multiplier: 0", "width_multiplier:", None, ""),
     ("width_multiplier: 1.0", "width_multiplier: -1.0", "width_multiplier:", None, ""),
     ("width_multiplier: 1.0", "width_multiplier: 9.0", "width_multiplier:", None, ""),
