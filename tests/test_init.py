@@ -170,3 +170,26 @@ def weighted(model) -> list:
 
 def kernels(model) -> list[np.ndarray]:
     return [np.asarray(layer.get_weights()[0]) for layer in weighted(model)]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [SPECS / "v3_large.yaml", SPECS / "timm" / "mobilenetv4_hybrid_medium.yaml"],
+    ids=lambda p: p.stem,
+)
+def test_keras_layers_draw_their_own_values(spec, tmp_path):
+    """No two Keras layers start from the same random values. One Keras initialiser
+    instance returns the same values at every call, so an initialiser shared between
+    layers would start layers of one shape equal (and all others scaled copies of
+    one sequence), which the per-layer distributions above cannot see. The first
+    values of any two kernels must be uncorrelated (|r| of 64 independent normals
+    exceeds 0.6 with probability ~1e-7)."""
+    _, _, model = build(spec, "keras", tmp_path)
+    # Batch norm and layer scale start constant.
+    heads = [k.ravel() for k in kernels(model) if k.max() > k.min()]
+    n = min(64, *(h.size for h in heads))
+    assert n >= 32
+    correlation = np.corrcoef(np.stack([h[:n] for h in heads]))
+    np.fill_diagonal(correlation, 0.0)
+    worst = np.unravel_index(np.abs(correlation).argmax(), correlation.shape)
+    assert np.abs(correlation).max() < 0.6, (worst, correlation[worst])

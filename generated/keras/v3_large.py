@@ -16,10 +16,18 @@ ACTIVATIONS = {
     "hardswish": lambda name: layers.Activation("hard_swish", name=name),
     "relu": lambda name: layers.ReLU(name=name),
 }
+
+
 # torchvision's initialisation of its MobileNets: convolutions kaiming-normal (fan
 # out), linear layers N(0, 0.01); biases zero, batch norm ones and zeros (Keras').
-CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
-DENSE_INIT = keras.initializers.RandomNormal(0.0, 0.01)
+# A new initialiser per layer: one Keras initialiser draws the same values at every
+# call, which would start layers of one shape equal.
+def conv_init() -> keras.initializers.Initializer:
+    return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+
+
+def dense_init() -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(0.0, 0.01)
 
 
 def depthwise_init(channels: int) -> keras.initializers.Initializer:
@@ -52,7 +60,7 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=
         kernel,
         stride,
         padding,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         use_bias=False,
         name=name,
     )
@@ -67,11 +75,13 @@ def squeeze_excite(x, squeeze_c: int, name: str):
     """
     channels = x.shape[-1]
     s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}avg_pool")(x)
-    s = layers.Conv2D(squeeze_c, 1, kernel_initializer=CONV_INIT, name=f"{name}conv")(s)
-    s = ACTIVATIONS["relu"](f"{name}relu")(s)
-    s = layers.Conv2D(channels, 1, kernel_initializer=CONV_INIT, name=f"{name}conv_1")(
+    s = layers.Conv2D(squeeze_c, 1, kernel_initializer=conv_init(), name=f"{name}conv")(
         s
     )
+    s = ACTIVATIONS["relu"](f"{name}relu")(s)
+    s = layers.Conv2D(
+        channels, 1, kernel_initializer=conv_init(), name=f"{name}conv_1"
+    )(s)
     s = layers.ReLU(6.0, name=f"{name}hard_sigmoid")(s + 3.0) * (1.0 / 6.0)
     return layers.Multiply(name=f"{name}mul")([x, s])
 
@@ -97,7 +107,7 @@ def inverted_residual(
         x = layers.Conv2D(
             expanded,
             1,
-            kernel_initializer=CONV_INIT,
+            kernel_initializer=conv_init(),
             use_bias=False,
             name=f"{prefix}expand",
         )(x)
@@ -119,7 +129,7 @@ def inverted_residual(
     x = layers.Conv2D(
         filters,
         1,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         use_bias=False,
         name=f"{prefix}project",
     )(x)
@@ -157,8 +167,8 @@ def build_model(num_classes: int = 1000, dropout: float = 0.2) -> keras.Model:
     x = conv_bn_act(x, 960, 1, 1, "hardswish", names=("conv_1", "conv_1_bn"))  # 7x7x960
     # fmt: on
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = layers.Dense(1280, kernel_initializer=DENSE_INIT, name="conv_2")(x)
+    x = layers.Dense(1280, kernel_initializer=dense_init(), name="conv_2")(x)
     x = ACTIVATIONS["hardswish"]("conv_2_hardswish")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    x = layers.Dense(num_classes, kernel_initializer=DENSE_INIT, name="logits")(x)
+    x = layers.Dense(num_classes, kernel_initializer=dense_init(), name="logits")(x)
     return keras.Model(inputs, x, name="mobilenet_v3_large")

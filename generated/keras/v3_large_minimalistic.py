@@ -15,10 +15,18 @@ BN_MOMENTUM = 0.99  # Keras convention: 1 - PyTorch's 0.01
 ACTIVATIONS = {
     "relu": lambda name: layers.ReLU(name=name),
 }
+
+
 # torchvision's initialisation of its MobileNets: convolutions kaiming-normal (fan
 # out), linear layers N(0, 0.01); biases zero, batch norm ones and zeros (Keras').
-CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
-DENSE_INIT = keras.initializers.RandomNormal(0.0, 0.01)
+# A new initialiser per layer: one Keras initialiser draws the same values at every
+# call, which would start layers of one shape equal.
+def conv_init() -> keras.initializers.Initializer:
+    return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+
+
+def dense_init() -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(0.0, 0.01)
 
 
 def depthwise_init(channels: int) -> keras.initializers.Initializer:
@@ -51,7 +59,7 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=
         kernel,
         stride,
         padding,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         use_bias=False,
         name=name,
     )
@@ -79,7 +87,7 @@ def inverted_residual(
         x = layers.Conv2D(
             expanded,
             1,
-            kernel_initializer=CONV_INIT,
+            kernel_initializer=conv_init(),
             use_bias=False,
             name=f"{prefix}expand",
         )(x)
@@ -99,7 +107,7 @@ def inverted_residual(
     x = layers.Conv2D(
         filters,
         1,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         use_bias=False,
         name=f"{prefix}project",
     )(x)
@@ -137,8 +145,8 @@ def build_model(num_classes: int = 1000, dropout: float = 0.2) -> keras.Model:
     x = conv_bn_act(x, 960, 1, 1, "relu", names=("conv_1", "conv_1_bn"))  # 7x7x960
     # fmt: on
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = layers.Dense(1280, kernel_initializer=DENSE_INIT, name="conv_2")(x)
+    x = layers.Dense(1280, kernel_initializer=dense_init(), name="conv_2")(x)
     x = ACTIVATIONS["relu"]("conv_2_relu")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    x = layers.Dense(num_classes, kernel_initializer=DENSE_INIT, name="logits")(x)
+    x = layers.Dense(num_classes, kernel_initializer=dense_init(), name="logits")(x)
     return keras.Model(inputs, x, name="mobilenet_v3_large_minimalistic")

@@ -15,15 +15,15 @@ from .render import BlockView, block_views, options, spell_padding
 # template's definitions; "keras" keeps Keras' own defaults, as keras.applications).
 INITIALIZERS = {
     "torchvision": {
-        "conv": "kernel_initializer=CONV_INIT, ",
+        "conv": "kernel_initializer=conv_init(), ",
         "depthwise": "depthwise_initializer=depthwise_init(x.shape[-1]), ",
-        "dense": "kernel_initializer=DENSE_INIT, ",
-        "attention": "kernel_initializer=CONV_INIT, ",
+        "dense": "kernel_initializer=dense_init(), ",
+        "attention": "kernel_initializer=conv_init(), ",
         "attention_depthwise": "depthwise_initializer=depthwise_init(x.shape[-1]), ",
     },
     "timm": {
-        "conv": "kernel_initializer=CONV_INIT, ",
-        "depthwise": "depthwise_initializer=CONV_INIT, ",
+        "conv": "kernel_initializer=conv_init(), ",
+        "depthwise": "depthwise_initializer=conv_init(), ",
         "dense": "kernel_initializer=dense_init({units}), ",
         "attention": "",
         "attention_depthwise": "",

@@ -15,10 +15,18 @@ BN_MOMENTUM = 0.9  # Keras convention: 1 - PyTorch's 0.1
 ACTIVATIONS = {
     "relu6": lambda name: layers.ReLU(6.0, name=name),
 }
+
+
 # torchvision's initialisation of its MobileNets: convolutions kaiming-normal (fan
 # out), linear layers N(0, 0.01); biases zero, batch norm ones and zeros (Keras').
-CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
-DENSE_INIT = keras.initializers.RandomNormal(0.0, 0.01)
+# A new initialiser per layer: one Keras initialiser draws the same values at every
+# call, which would start layers of one shape equal.
+def conv_init() -> keras.initializers.Initializer:
+    return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+
+
+def dense_init() -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(0.0, 0.01)
 
 
 def depthwise_init(channels: int) -> keras.initializers.Initializer:
@@ -51,7 +59,7 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=
         kernel,
         stride,
         padding,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         use_bias=False,
         name=name,
     )
@@ -79,7 +87,7 @@ def inverted_residual(
         x = layers.Conv2D(
             expanded,
             1,
-            kernel_initializer=CONV_INIT,
+            kernel_initializer=conv_init(),
             use_bias=False,
             name=f"{prefix}expand",
         )(x)
@@ -99,7 +107,7 @@ def inverted_residual(
     x = layers.Conv2D(
         filters,
         1,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         use_bias=False,
         name=f"{prefix}project",
     )(x)
@@ -140,5 +148,7 @@ def build_model(num_classes: int = 1000, dropout: float = 0.2) -> keras.Model:
     # fmt: on
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    x = layers.Dense(num_classes, kernel_initializer=DENSE_INIT, name="predictions")(x)
+    x = layers.Dense(num_classes, kernel_initializer=dense_init(), name="predictions")(
+        x
+    )
     return keras.Model(inputs, x, name="mobilenet_v2_035_96")

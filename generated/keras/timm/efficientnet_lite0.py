@@ -15,11 +15,15 @@ BN_MOMENTUM = 0.9  # Keras convention: 1 - PyTorch's 0.1
 ACTIVATIONS = {
     "relu6": lambda name: layers.ReLU(6.0, name=name),
 }
+
+
 # timm's initialisation (its _init_weight_goog, from TensorFlow's EfficientNet):
 # convolutions N(0, sqrt(2 / fan_out)), fan_out = k * k * out / groups as Keras counts
 # it, linear layers U(+-1 / sqrt(out)); attention projections Keras' glorot-uniform,
-# as timm's MultiQueryAttention2d; biases zero, batch norm ones and zeros.
-CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+# as timm's MultiQueryAttention2d; biases zero, batch norm ones and zeros. A new
+# initialiser per layer: one Keras initialiser draws the same values at every call.
+def conv_init() -> keras.initializers.Initializer:
+    return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
 
 
 def dense_init(units: int) -> keras.initializers.Initializer:
@@ -49,7 +53,7 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=
         kernel,
         stride,
         padding,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         use_bias=False,
         name=name,
     )
@@ -75,7 +79,7 @@ def depthwise_separable(
         kernel,
         stride,
         padding,
-        depthwise_initializer=CONV_INIT,
+        depthwise_initializer=conv_init(),
         use_bias=False,
         name=f"{prefix}conv_dw",
     )(x)
@@ -84,7 +88,7 @@ def depthwise_separable(
     x = layers.Conv2D(
         filters,
         1,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         use_bias=False,
         name=f"{prefix}conv_pw",
     )(x)
@@ -114,7 +118,7 @@ def inverted_residual(
         x = layers.Conv2D(
             expanded,
             1,
-            kernel_initializer=CONV_INIT,
+            kernel_initializer=conv_init(),
             use_bias=False,
             name=f"{prefix}conv_pw",
         )(x)
@@ -125,7 +129,7 @@ def inverted_residual(
         kernel,
         stride,
         padding,
-        depthwise_initializer=CONV_INIT,
+        depthwise_initializer=conv_init(),
         use_bias=False,
         name=f"{prefix}conv_dw",
     )(x)
@@ -134,7 +138,7 @@ def inverted_residual(
     x = layers.Conv2D(
         filters,
         1,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         use_bias=False,
         name=f"{prefix}conv_pwl",
     )(x)

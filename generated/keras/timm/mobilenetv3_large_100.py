@@ -16,11 +16,15 @@ ACTIVATIONS = {
     "hardswish": lambda name: layers.Activation("hard_swish", name=name),
     "relu": lambda name: layers.ReLU(name=name),
 }
+
+
 # timm's initialisation (its _init_weight_goog, from TensorFlow's EfficientNet):
 # convolutions N(0, sqrt(2 / fan_out)), fan_out = k * k * out / groups as Keras counts
 # it, linear layers U(+-1 / sqrt(out)); attention projections Keras' glorot-uniform,
-# as timm's MultiQueryAttention2d; biases zero, batch norm ones and zeros.
-CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+# as timm's MultiQueryAttention2d; biases zero, batch norm ones and zeros. A new
+# initialiser per layer: one Keras initialiser draws the same values at every call.
+def conv_init() -> keras.initializers.Initializer:
+    return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
 
 
 def dense_init(units: int) -> keras.initializers.Initializer:
@@ -50,7 +54,7 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=
         kernel,
         stride,
         padding,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         use_bias=False,
         name=name,
     )
@@ -78,7 +82,7 @@ def depthwise_separable(
         kernel,
         stride,
         padding,
-        depthwise_initializer=CONV_INIT,
+        depthwise_initializer=conv_init(),
         use_bias=False,
         name=f"{prefix}conv_dw",
     )(x)
@@ -87,7 +91,7 @@ def depthwise_separable(
     x = layers.Conv2D(
         filters,
         1,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         use_bias=False,
         name=f"{prefix}conv_pw",
     )(x)
@@ -107,11 +111,11 @@ def squeeze_excite(x, squeeze_c: int, name: str):
     channels = x.shape[-1]
     s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}pool")(x)
     s = layers.Conv2D(
-        squeeze_c, 1, kernel_initializer=CONV_INIT, name=f"{name}conv_reduce"
+        squeeze_c, 1, kernel_initializer=conv_init(), name=f"{name}conv_reduce"
     )(s)
     s = ACTIVATIONS["relu"](f"{name}act1")(s)
     s = layers.Conv2D(
-        channels, 1, kernel_initializer=CONV_INIT, name=f"{name}conv_expand"
+        channels, 1, kernel_initializer=conv_init(), name=f"{name}conv_expand"
     )(s)
     s = layers.ReLU(6.0, name=f"{name}gate")(s + 3.0) * (1.0 / 6.0)
     return layers.Multiply(name=f"{name}mul")([x, s])
@@ -138,7 +142,7 @@ def inverted_residual(
         x = layers.Conv2D(
             expanded,
             1,
-            kernel_initializer=CONV_INIT,
+            kernel_initializer=conv_init(),
             use_bias=False,
             name=f"{prefix}conv_pw",
         )(x)
@@ -149,7 +153,7 @@ def inverted_residual(
         kernel,
         stride,
         padding,
-        depthwise_initializer=CONV_INIT,
+        depthwise_initializer=conv_init(),
         use_bias=False,
         name=f"{prefix}conv_dw",
     )(x)
@@ -160,7 +164,7 @@ def inverted_residual(
     x = layers.Conv2D(
         filters,
         1,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         use_bias=False,
         name=f"{prefix}conv_pwl",
     )(x)
@@ -200,7 +204,7 @@ def build_model(num_classes: int = 1000, dropout: float = 0.0) -> keras.Model:
     # fmt: on
     # The hidden layer as a 1x1 conv on the pooled 1x1 map (timm's conv_head).
     x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
-    x = layers.Conv2D(1280, 1, kernel_initializer=CONV_INIT, name="conv_head")(x)
+    x = layers.Conv2D(1280, 1, kernel_initializer=conv_init(), name="conv_head")(x)
     x = ACTIVATIONS["hardswish"]("conv_head_hardswish")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dropout(dropout, name="dropout")(x)

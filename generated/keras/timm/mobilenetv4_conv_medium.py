@@ -15,11 +15,15 @@ BN_MOMENTUM = 0.9  # Keras convention: 1 - PyTorch's 0.1
 ACTIVATIONS = {
     "relu": lambda name: layers.ReLU(name=name),
 }
+
+
 # timm's initialisation (its _init_weight_goog, from TensorFlow's EfficientNet):
 # convolutions N(0, sqrt(2 / fan_out)), fan_out = k * k * out / groups as Keras counts
 # it, linear layers U(+-1 / sqrt(out)); attention projections Keras' glorot-uniform,
-# as timm's MultiQueryAttention2d; biases zero, batch norm ones and zeros.
-CONV_INIT = keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+# as timm's MultiQueryAttention2d; biases zero, batch norm ones and zeros. A new
+# initialiser per layer: one Keras initialiser draws the same values at every call.
+def conv_init() -> keras.initializers.Initializer:
+    return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
 
 
 def dense_init(units: int) -> keras.initializers.Initializer:
@@ -49,7 +53,7 @@ def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=
         kernel,
         stride,
         padding,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         use_bias=False,
         name=name,
     )
@@ -82,7 +86,7 @@ def fused_inverted_residual(
         kernel,
         stride,
         padding,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         use_bias=False,
         name=name,
     )(x)
@@ -92,7 +96,7 @@ def fused_inverted_residual(
         x = layers.Conv2D(
             filters,
             1,
-            kernel_initializer=CONV_INIT,
+            kernel_initializer=conv_init(),
             use_bias=False,
             name=f"{prefix}conv_pwl",
         )(x)
@@ -125,7 +129,7 @@ def universal_inverted_residual(
             kernel,
             stride,
             padding,
-            depthwise_initializer=CONV_INIT,
+            depthwise_initializer=conv_init(),
             use_bias=False,
             name=name,
         )
@@ -140,7 +144,7 @@ def universal_inverted_residual(
     x = layers.Conv2D(
         expanded,
         1,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         use_bias=False,
         name=f"{prefix}pw_exp_conv",
     )(x)
@@ -153,7 +157,7 @@ def universal_inverted_residual(
     x = layers.Conv2D(
         filters,
         1,
-        kernel_initializer=CONV_INIT,
+        kernel_initializer=conv_init(),
         use_bias=False,
         name=f"{prefix}pw_proj_conv",
     )(x)
@@ -201,7 +205,7 @@ def build_model(num_classes: int = 1000, dropout: float = 0.0) -> keras.Model:
     # The hidden layer as a 1x1 conv on the pooled 1x1 map (timm's conv_head).
     x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
     x = layers.Conv2D(
-        1280, 1, kernel_initializer=CONV_INIT, use_bias=False, name="conv_head"
+        1280, 1, kernel_initializer=conv_init(), use_bias=False, name="conv_head"
     )(x)
     x = batch_norm("norm_head")(x)
     x = ACTIVATIONS["relu"]("conv_head_relu")(x)
