@@ -1,0 +1,109 @@
+"""The generated Keras code computes the same logits on every Keras 3 backend.
+
+Keras fixes its backend when it is imported, so each backend runs in its own process
+(tests/keras_backend_child.py) with KERAS_BACKEND=tensorflow, jax or torch: the same
+generated source, the same weights (random, batch-norm statistics measured on the
+input as in tests/helpers.randomize_keras, written once by this process) and the
+same input. Under test: the canonical specs, an example with named feature outputs
+and two timm specs, MobileNetV4-Hybrid-M (attention written with keras.ops) and
+EfficientNet-B0 (SiLU, sigmoid-gated squeeze-excite).
+
+Bound: on logits, 1e-5 * max(1, max |logit|) between every two backends, ten times
+stricter than the suite's TOLERANCE for comparisons across frameworks: here the code
+and the weights are identical and only the backends' kernels differ. The example's
+feature maps (no logits; larger values summed over more terms) are held to the
+suite's TOLERANCE: the worst seen is 1.03e-5 (stride32, jax vs torch).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import (
+    CANONICAL,
+    ROOT,
+    SPECS,
+    TOLERANCE,
+    build,
+    difference,
+    expects_pixels,
+    random_images,
+    randomize_keras,
+)
+
+BACKENDS = ("tensorflow", "jax", "torch")
+LOGITS_BOUND = 1e-5  # see the module docstring
+CHILD = Path(__file__).with_name("keras_backend_child.py")
+CHILD_TIMEOUT = 900  # seconds; a hung backend fails the test instead of CI
+
+CASES = [
+    *[(SPECS / f"{name}.yaml", ()) for name in CANONICAL],
+    (ROOT / "examples" / "detection_backbone.yaml", ("resolution=128",)),
+    (SPECS / "timm" / "mobilenetv4_hybrid_medium.yaml", ()),
+    (SPECS / "timm" / "efficientnet_b0.yaml", ()),
+]
+CASE_IDS = [spec.stem for spec, _ in CASES]
+
+
+@pytest.fixture(scope="module")
+def backend_outputs(tmp_path_factory) -> dict[str, dict[str, np.ndarray]]:
+    """{backend: {"<case index>/<output name>": array}} from one process each."""
+    workdir = tmp_path_factory.mktemp("keras_backends")
+    for index, (spec, overrides) in enumerate(CASES):
+        _, graph, model = build(spec, "keras", workdir, overrides)
+        pixels = expects_pixels(graph)
+        calibration = random_images(graph, seed=7, pixels=pixels)
+        randomize_keras(model, calibration.transpose(0, 2, 3, 1), seed=index)
+        np.savez(workdir / f"weights_{index}.npz", *model.get_weights())
+        images = random_images(graph, seed=1, pixels=pixels).transpose(0, 2, 3, 1)
+        np.save(workdir / f"images_{index}.npy", np.ascontiguousarray(images))
+    cases = [{"spec": str(spec), "overrides": list(o)} for spec, o in CASES]
+    (workdir / "cases.json").write_text(json.dumps(cases))
+    outputs = {}
+    for backend in BACKENDS:
+        env = dict(os.environ, KERAS_BACKEND=backend)
+        done = subprocess.run(
+            [sys.executable, str(CHILD), str(workdir)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0, f"{backend}:\n{done.stderr[-3000:]}"
+        with np.load(workdir / f"outputs_{backend}.npz") as arrays:
+            outputs[backend] = {key: arrays[key] for key in arrays.files}
+    return outputs
+
+
+def test_every_backend_ran_every_case(backend_outputs):
+    names = {b: sorted(outputs) for b, outputs in backend_outputs.items()}
+    assert list(names) == list(BACKENDS)
+    assert names["jax"] == names["tensorflow"] == names["torch"]
+    assert {key.split("/")[0] for key in names["tensorflow"]} == {
+        str(i) for i in range(len(CASES))
+    }
+
+
+@pytest.mark.parametrize("index", range(len(CASES)), ids=CASE_IDS)
+def test_backends_agree(backend_outputs, index, worst_differences):
+    keys = [k for k in backend_outputs["tensorflow"] if k.split("/")[0] == str(index)]
+    assert keys
+    for key in keys:
+        # The child names a single output (a classifier's) "logits".
+        bound = LOGITS_BOUND if key.endswith("/logits") else TOLERANCE
+        reference = backend_outputs["tensorflow"][key]
+        # Outputs that are all ~0 would make the comparison meaningless.
+        assert np.abs(reference).max() > 1e-2, key
+        for a, b in itertools.combinations(BACKENDS, 2):
+            diff = difference(backend_outputs[a][key], backend_outputs[b][key])
+            worst_differences.append((f"keras {a} vs {b} {CASE_IDS[index]}", diff))
+            assert diff <= bound, f"{CASE_IDS[index]} {key}: {a} vs {b} {diff:.3g}"
