@@ -11,6 +11,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import pytest
 
 _WORST: list[tuple[str, float]] = []
+_FIGURES: list[str] = []
 
 
 @pytest.fixture
@@ -33,7 +34,16 @@ def worst_differences():
     return _WORST
 
 
+@pytest.fixture
+def figures():
+    """Collects measured figures (accuracies of trained models) printed at the end,
+    so a CI log shows them without a rerun."""
+    return _FIGURES
+
+
 def pytest_terminal_summary(terminalreporter):
+    for line in _FIGURES:
+        terminalreporter.write_line(line)
     if _WORST:
         label, diff = max(_WORST, key=lambda item: item[1])
         terminalreporter.write_line(
