@@ -47,8 +47,9 @@ def torch_kernels(model) -> list[np.ndarray]:
     return kernels
 
 
-def compare(ours: list[np.ndarray], theirs: list[np.ndarray], labels) -> int:
-    """Assert each layer's pooled std and family agree; return how many compared."""
+def compare(ours: list[np.ndarray], theirs: list[np.ndarray], labels, figures) -> int:
+    """Assert each layer's pooled std and family agree; return how many compared
+    (and report the worst standard-deviation ratio among them)."""
     assert len(ours) == len(theirs)
     compared, worst = 0, 0.0
     for label, a, b in zip(labels, ours, theirs, strict=True):
@@ -63,8 +64,9 @@ def compare(ours: list[np.ndarray], theirs: list[np.ndarray], labels) -> int:
         assert abs(kurtosis(a) - kurtosis(b)) <= KURTOSIS_TOLERANCE, label
         compared += 1
         worst = max(worst, abs(ratio - 1))
-    print(
-        f"figure: init {labels[0]}...: {compared} layers, worst std ratio {worst:.3f}"
+    figures.append(
+        f"init: {labels[0].rsplit(' ', 1)[0]}: {compared} layers compared, "
+        f"worst |std ratio - 1| {worst:.3f}"
     )
     return compared
 
@@ -91,7 +93,7 @@ def test_batch_norm_starts_at_ones_and_zeros(tmp_path):
         ("timm/mobilenetv4_hybrid_medium.yaml", "mobilenetv4_hybrid_medium", 3),
     ],
 )
-def test_torch_starts_as_its_reference(spec, reference, builds, tmp_path):
+def test_torch_starts_as_its_reference(spec, reference, builds, tmp_path, figures):
     """The torch model against torchvision's or timm's, layer by layer (the
     state_dicts share their keys)."""
     make = create if spec.startswith("timm/") else torchvision_model
@@ -103,7 +105,10 @@ def test_torch_starts_as_its_reference(spec, reference, builds, tmp_path):
         ]
     )
     compared = compare(
-        ours, theirs, [f"{reference} kernel {i}" for i in range(len(ours))]
+        ours,
+        theirs,
+        [f"torch {reference} kernel {i}" for i in range(len(ours))],
+        figures,
     )
     assert compared >= 0.5 * len(ours)
 
@@ -115,7 +120,7 @@ def test_torch_starts_as_its_reference(spec, reference, builds, tmp_path):
         ("timm/mobilenetv4_hybrid_medium.yaml", "mobilenetv4_hybrid_medium"),
     ],
 )
-def test_keras_starts_as_the_torch_reference(spec, reference, tmp_path):
+def test_keras_starts_as_the_torch_reference(spec, reference, tmp_path, figures):
     """Under the torchvision and timm profiles the generated Keras model draws its
     kernels as the reference's PyTorch model does (Keras' fans differ from PyTorch's
     for depthwise convs; the generated initialisers make up for it)."""
@@ -133,12 +138,15 @@ def test_keras_starts_as_the_torch_reference(spec, reference, tmp_path):
         ]
         builds.append(kernels)
     compared = compare(
-        pooled(builds), theirs, [f"{reference} {i}" for i in range(len(theirs))]
+        pooled(builds),
+        theirs,
+        [f"keras vs torch {reference} kernel {i}" for i in range(len(theirs))],
+        figures,
     )
     assert compared >= 0.3 * len(theirs)
 
 
-def test_keras_applications_profile_keeps_keras_defaults(tmp_path):
+def test_keras_applications_profile_keeps_keras_defaults(tmp_path, figures):
     """Under keras_applications the generated Keras model is keras.applications'
     own MobileNetV3Small at initialisation, layer by layer, and the PyTorch model
     draws as Keras does (glorot-uniform)."""
@@ -160,8 +168,15 @@ def test_keras_applications_profile_keeps_keras_defaults(tmp_path):
     ]
     theirs = [pooled(theirs)[i] for i in non_bn]
     labels = [f"MobileNetV3Small layer {i}" for i in non_bn]
-    assert compare([pooled(ours_keras)[i] for i in non_bn], theirs, labels)
-    assert compare(pooled(ours_torch), theirs, labels)
+    assert compare(
+        [pooled(ours_keras)[i] for i in non_bn],
+        theirs,
+        ["keras " + label for label in labels],
+        figures,
+    )
+    assert compare(
+        pooled(ours_torch), theirs, ["torch " + label for label in labels], figures
+    )
 
 
 def weighted(model) -> list:

@@ -94,9 +94,10 @@ def test_every_backend_ran_every_case(backend_outputs):
 
 
 @pytest.mark.parametrize("index", range(len(CASES)), ids=CASE_IDS)
-def test_backends_agree(backend_outputs, index, worst_differences):
+def test_backends_agree(backend_outputs, index, worst_differences, figures):
     keys = [k for k in backend_outputs["tensorflow"] if k.split("/")[0] == str(index)]
     assert keys
+    worst = 0.0
     for key in keys:
         # The child names a single output (a classifier's) "logits".
         bound = LOGITS_BOUND if key.endswith("/logits") else TOLERANCE
@@ -107,3 +108,5 @@ def test_backends_agree(backend_outputs, index, worst_differences):
             diff = difference(backend_outputs[a][key], backend_outputs[b][key])
             worst_differences.append((f"keras {a} vs {b} {CASE_IDS[index]}", diff))
             assert diff <= bound, f"{CASE_IDS[index]} {key}: {a} vs {b} {diff:.3g}"
+            worst = max(worst, diff)
+    figures.append(f"keras backends: {CASE_IDS[index]}: worst difference {worst:.2g}")
