@@ -208,9 +208,8 @@ class Graph:
             raise IRError(f"graph must have one output, found {sinks}")
 
 
-def _conv_out(
-    size: int, kernel: int, stride: int, dilation: int, pad_total: int
-) -> int:
+def conv_out(size: int, kernel: int, stride: int, dilation: int, pad_total: int) -> int:
+    """One spatial dimension of a convolution's output."""
     return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
 
 
@@ -317,8 +316,8 @@ def infer_shape(kind: str, a: dict, ins: list[tuple], name: str) -> tuple[int, .
 def _spatial(name: str, a: dict, out_c: int, h: int, w: int) -> tuple[int, int, int]:
     kernel, stride, dilation = a["kernel"], a["stride"], a["dilation"]
     ph, pw = a["padding"]
-    out_h = _conv_out(h, kernel, stride, dilation, 2 * ph)
-    out_w = _conv_out(w, kernel, stride, dilation, 2 * pw)
+    out_h = conv_out(h, kernel, stride, dilation, 2 * ph)
+    out_w = conv_out(w, kernel, stride, dilation, 2 * pw)
     if out_h < 1 or out_w < 1:
         raise IRError(
             f"{name}: a {kernel}x{kernel} kernel does not fit a {h}x{w} input "

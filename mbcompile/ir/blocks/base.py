@@ -16,7 +16,7 @@ from typing import Any
 from ...frontend.conventions import Conventions
 from ...frontend.fields import RowModel
 from ..channels import expand_ratio, make_divisible, scale_width
-from ..graph import Graph
+from ..graph import Graph, conv_out
 
 # ----------------------------------------------------------------- the descriptor
 
@@ -165,10 +165,10 @@ def spatial(
 def output_size(conv: Spatial, size: tuple[int, int]) -> tuple[int, int]:
     """The (height, width) a convolution produces from `size`."""
     top, bottom, left, right = conv.pad
-    span = conv.dilation * (conv.kernel - 1)
+    k, s, d = conv.kernel, conv.stride, conv.dilation
     return (
-        (size[0] + top + bottom - span - 1) // conv.stride + 1,
-        (size[1] + left + right - span - 1) // conv.stride + 1,
+        conv_out(size[0], k, s, d, top + bottom),
+        conv_out(size[1], k, s, d, left + right),
     )
 
 
@@ -226,11 +226,15 @@ def squeeze(
     return SqueezeExcite(width, act=settings.act, gate=settings.gate)
 
 
-def residual(row: Any, stride: int, in_c: int, out_c: int) -> bool:
-    """The shortcut exists at the table's stride 1 with equal widths (torchvision
+def shortcut(ctx: Context, row: Any, stride: int, out_c: int) -> tuple[bool, float]:
+    """(residual, drop_path) of a block: whether it adds its input, and the
+    stochastic depth of the branch it adds to (none without a shortcut).
+
+    The shortcut exists at the table's stride 1 with equal widths (torchvision
     tests the nominal stride, so a block dilated by output_stride stays without
     one), unless the row says `residual: false`."""
-    return getattr(row, "residual", True) and stride == 1 and in_c == out_c
+    residual = getattr(row, "residual", True) and stride == 1 and ctx.in_c == out_c
+    return residual, ctx.drop_path if residual else 0.0
 
 
 # ------------------------------------------------------------------ op sequences

@@ -59,7 +59,7 @@ class Params:
 def resolve(ctx: Context, row: DepthwiseSeparableRow, stride: int, size) -> Params:
     out_c = ctx.scale(row.c, stage=True)
     mid_c = ctx.in_c * ctx.spec.depth_multiplier
-    residual = base.residual(row, stride, ctx.in_c, out_c)
+    residual, drop_path = base.shortcut(ctx, row, stride, out_c)
     return Params(
         in_c=ctx.in_c,
         out_c=out_c,
@@ -69,7 +69,7 @@ def resolve(ctx: Context, row: DepthwiseSeparableRow, stride: int, size) -> Para
         se=base.squeeze(ctx, row.se, mid_c, row.se_ratio),
         pw_act=row.pw_act,
         residual=residual,
-        drop_path=ctx.drop_path if residual else 0.0,
+        drop_path=drop_path,
     )
 
 

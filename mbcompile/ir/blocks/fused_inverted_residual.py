@@ -67,7 +67,7 @@ def resolve(ctx: Context, row: FusedInvertedResidualRow, stride: int, size) -> P
     expand_conv = row.expand
     if expand_conv is None:
         expand_conv = ctx.conv.expand_conv == "always" or exp_c != ctx.in_c
-    residual = base.residual(row, stride, ctx.in_c, out_c)
+    residual, drop_path = base.shortcut(ctx, row, stride, out_c)
     return Params(
         in_c=ctx.in_c,
         exp_c=exp_c,
@@ -76,7 +76,7 @@ def resolve(ctx: Context, row: FusedInvertedResidualRow, stride: int, size) -> P
         conv=base.spatial(ctx, row.k, stride, row.dilation, size),
         act=row.act,
         residual=residual,
-        drop_path=ctx.drop_path if residual else 0.0,
+        drop_path=drop_path,
     )
 
 

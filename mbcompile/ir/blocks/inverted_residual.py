@@ -89,7 +89,7 @@ def resolve_expanded(
         expand_conv = base.needs_expand(ctx, changes_width)
     if not expand_conv:
         exp_c = ctx.in_c  # no layer changes the width: the depthwise sees the input
-    residual = base.residual(row, stride, ctx.in_c, out_c)
+    residual, drop_path = base.shortcut(ctx, row, stride, out_c)
     return Params(
         in_c=ctx.in_c,
         exp_c=exp_c,
@@ -99,7 +99,7 @@ def resolve_expanded(
         act=row.act,
         se=base.squeeze(ctx, row.se, exp_c, row.se_ratio, getattr(row, "t", None)),
         residual=residual,
-        drop_path=ctx.drop_path if residual else 0.0,
+        drop_path=drop_path,
     )
 
 

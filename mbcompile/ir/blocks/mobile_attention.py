@@ -68,7 +68,7 @@ def resolve(ctx: Context, row: MobileAttentionRow, stride: int, size) -> Params:
         pad = base.padding(ctx.conv.stride2_padding, row.k, row.kv_stride, 1, size)
         kv = Spatial(row.k, row.kv_stride, 1, pad)
     out_c = ctx.scale(row.c, stage=True)
-    residual = base.residual(row, stride, ctx.in_c, out_c)
+    residual, drop_path = base.shortcut(ctx, row, stride, out_c)
     return Params(
         in_c=ctx.in_c,
         out_c=out_c,
@@ -79,7 +79,7 @@ def resolve(ctx: Context, row: MobileAttentionRow, stride: int, size) -> Params:
         query_stride=row.query_stride,
         layer_scale=row.layer_scale,
         residual=residual,
-        drop_path=ctx.drop_path if residual else 0.0,
+        drop_path=drop_path,
     )
 
 

@@ -118,7 +118,7 @@ def resolve(
         convs[part] = conv
         size = base.output_size(conv, size)
     out_c = ctx.scale(row.c, stage=True)
-    residual = base.residual(row, stride, ctx.in_c, out_c)
+    residual, drop_path = base.shortcut(ctx, row, stride, out_c)
     return Params(
         in_c=ctx.in_c,
         exp_c=base.expanded(ctx, row.t, row.exp),
@@ -127,7 +127,7 @@ def resolve(
         act=row.act,
         layer_scale=row.layer_scale,
         residual=residual,
-        drop_path=ctx.drop_path if residual else 0.0,
+        drop_path=drop_path,
     )
 
 
