@@ -2,10 +2,11 @@
 
 A PyTorch state_dict file (`.pt`, `.pth`) becomes a Keras weights file
 (`.weights.h5`) that the spec's generated Keras model loads with `load_weights`, and
-back (a Keras 3 `.weights.h5` or a legacy, keras.applications-style `.h5`). Tensors
-are matched by position in the IR's parametric order and converted with the layout
-rules of `mbcompile.weights`; a file that does not fit the spec is refused (exit 2)
-naming the first tensor that does not fit.
+back (a Keras 3 `.weights.h5` or a legacy, keras.applications-style `.h5`). PyTorch
+tensors are matched by position in the IR's parametric order, Keras layers by name
+(`backends.keras.layer_names`), and converted with the layout rules of
+`backends.weights`; a file that does not fit the spec is refused (exit 2) naming the
+first tensor that does not fit.
 
 Weights files are untrusted input. They are opened through the one input path
 (regular files of at most MAX_WEIGHTS_BYTES), and
@@ -150,8 +151,8 @@ def _convert(graph, handle, display: str, direction, folded) -> bytes:
 
 
 def _require(frameworks: set[str]) -> None:
-    missing = [m for m in ("torch", "keras") if m in frameworks]
-    missing = [m for m in missing if importlib.util.find_spec(m) is None]
+    needed = [m for m in ("torch", "keras") if m in frameworks]
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
     if missing:
         extras = ",".join(missing)
         raise SpecError(

@@ -25,14 +25,7 @@ ACTIVATIONS = {
 }
 # Squeeze-excite's own activation and gate, which torchvision leaves out of place.
 SE_MODULES = {
-    "relu": "nn.ReLU()",
-    "relu6": "nn.ReLU6()",
-    "hardswish": "nn.Hardswish()",
-    "hardsigmoid": "nn.Hardsigmoid()",
-    "swish": "nn.SiLU()",
-    "gelu": "nn.GELU()",
-    "sigmoid": "nn.Sigmoid()",
-    "identity": "nn.Identity()",
+    name: module.replace("inplace=True", "") for name, module in ACTIVATIONS.items()
 }
 FORWARD_DOCS = {
     "logits": "Logits",

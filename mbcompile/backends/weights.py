@@ -1,8 +1,10 @@
 """Weight layouts between the frameworks, in the IR's parametric order.
 
-Both backends create their parametric layers in the IR's execution order, so the
-n-th parametric op of the graph is the n-th Conv2d/BatchNorm2d/Linear of the PyTorch
-module and the n-th weighted layer of the Keras model. Per op, the tensors are:
+The PyTorch backend creates its parametric modules in the IR's execution order, so
+the n-th parametric op of the graph holds the n-th group of state_dict tensors. Keras
+orders layers otherwise around parallel branches (attention's queries, keys and
+values), so its layer for an op is found by name (`backends.keras.layer_names`).
+Per op, the tensors are:
 
 | op     | PyTorch                                   | Keras |
 |--------|-------------------------------------------|-------|
