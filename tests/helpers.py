@@ -5,7 +5,9 @@ The one numerical tolerance of the cross-framework checks lives here.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import itertools
 import shutil
 import subprocess
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mbcompile import compiler
+from mbcompile import cli, compiler
 from mbcompile.backends.keras import layer_names
 from mbcompile.backends.weights import keras_to_torch, param_ops, torch_to_keras
 
@@ -37,6 +39,15 @@ def difference(reference, other) -> float:
 
 
 _counter = itertools.count()
+
+
+def run_cli(argv) -> tuple[int, str, str]:
+    """`mbcompile ARGV` in this process: (exit code, standard output, standard
+    error). Needs no pytest fixture, so hypothesis tests can call it too."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
 
 
 def import_source(text: str, tmp_path: Path, stem: str = "generated_model"):

@@ -14,9 +14,7 @@ runs with `MBCOMPILE_FUZZ=long pytest -m fuzz tests/test_fuzz.py`.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import math
 import os
 import tempfile
@@ -38,10 +36,11 @@ from helpers import (
     port_torch_to_keras,
     random_images,
     randomize_torch,
+    run_cli,
     run_keras,
     run_torch,
 )
-from mbcompile import cli, compiler
+from mbcompile import compiler
 
 pytestmark = pytest.mark.fuzz
 
@@ -54,13 +53,6 @@ def examples(default: int, long: int):
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
-
-
-def run_cli(argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def write_spec(directory: Path, data) -> Path:

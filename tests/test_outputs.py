@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, SPECS
-from mbcompile import cli
+from helpers import ROOT, SPECS, run_cli
 
 pytestmark = pytest.mark.usefixtures("no_hang")
 
@@ -60,12 +59,8 @@ READS_A_SPEC = [name for name in WRITERS if name != "schema"]
 
 
 def run(argv) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "stdout", out)
-        patch.setattr(sys, "stderr", err)
-        code = cli.main([str(a) for a in argv])
-    return code, err.getvalue()
+    code, _, err = run_cli(argv)
+    return code, err
 
 
 def command(writer: str, spec: Path, target, pt: Path | None) -> list:

@@ -5,7 +5,6 @@ writes its target on failure. Half-precision state_dicts convert."""
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import shutil
@@ -17,8 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import ROOT, SPECS, build
-from mbcompile import cli
+from helpers import ROOT, SPECS, build, run_cli
 
 pytestmark = pytest.mark.usefixtures("no_hang")
 
@@ -29,12 +27,8 @@ def weights(source, target, *extra) -> tuple[int, str]:
     argv = ["weights", SPECS / "v1.yaml", "--from", source, "--to", target, *extra]
     for override in SMALL:
         argv += ["--set", override]
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "stdout", out)
-        patch.setattr(sys, "stderr", err)
-        code = cli.main([str(a) for a in argv])
-    return code, err.getvalue()
+    code, _, err = run_cli(argv)
+    return code, err
 
 
 def assert_refused(code: int, err: str, fragment: str, target: Path) -> None:
