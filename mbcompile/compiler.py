@@ -14,7 +14,7 @@ from . import files
 from .analysis.cost import Report, report
 from .backends import BACKENDS, generate
 from .errors import SpecError, shorten
-from .frontend.load import LoadedSpec, load
+from .frontend.load import LoadedSpec, Overrides, load
 from .ir.expand import build_graph
 from .ir.graph import Graph
 
@@ -22,6 +22,7 @@ __all__ = [
     "BACKENDS",
     "compile_spec",
     "cost_report",
+    "expand",
     "generate",
     "load_and_expand",
     "write_output",
@@ -33,8 +34,16 @@ __all__ = [
 MAX_PARAMS = 2_000_000_000
 
 
-def load_and_expand(path: str | Path, overrides=()) -> tuple[LoadedSpec, Graph]:
-    loaded = load(path, overrides)
+def load_and_expand(
+    path: str | Path, overrides: Overrides = (), display: str | None = None
+) -> tuple[LoadedSpec, Graph]:
+    """A spec file, validated and expanded (named `display` in messages and
+    generated headers; by default as given)."""
+    return expand(load(path, overrides, display))
+
+
+def expand(loaded: LoadedSpec) -> tuple[LoadedSpec, Graph]:
+    """The graph IR of a validated spec, within the size budget."""
     graph = build_graph(loaded)
     check_budget(loaded, graph)
     return loaded, graph

@@ -52,6 +52,10 @@ class SpecErrors(SpecError):
 
     def __init__(self, errors: list[SpecError]) -> None:
         self.errors = errors
+        # The first error's parts stand for the whole, as in a single error.
+        first = errors[0] if errors else SpecError("invalid input")
+        self.message, self.source = first.message, first.source
+        self.line, self.field = first.line, first.field
         Exception.__init__(self, self.one_line())
 
     def one_line(self) -> str:  # the CLI prints each line

@@ -59,14 +59,33 @@ class Composed(Located):
 def load(path: Path, display: str) -> Composed:
     """Read a spec and everything it extends, merged, with origins."""
     text, identity = read_text(Path(path), display)
-    return _compose(Path(path), display, text, ((identity, display),))
+    return _compose(Path(path), display, parse(text, display), ((identity, display),))
+
+
+# A spec given as text or data has no file; `extends` is relative to `folder`.
+_NO_FILE: FileId = (-1, -1)
+
+
+def from_text(text: str, display: str, folder: Path) -> Composed:
+    """A spec given as YAML text (named `display` in messages)."""
+    return _compose(folder / display, display, parse(text, display), _unfiled(display))
+
+
+def from_data(data: dict, display: str, folder: Path) -> Composed:
+    """A spec given as plain data (a mapping as YAML would load it); messages name
+    fields, without lines."""
+    located = Located(data, {(): None}, display)
+    return _compose(folder / display, display, located, _unfiled(display))
+
+
+def _unfiled(display: str) -> tuple[tuple[FileId, str], ...]:
+    return ((_NO_FILE, display),)
 
 
 def _compose(
-    path: Path, display: str, text: str, chain: tuple[tuple[FileId, str], ...]
+    path: Path, display: str, located: Located, chain: tuple[tuple[FileId, str], ...]
 ) -> Composed:
-    """`text` (of `path`, the last file of `chain`) merged over what it extends."""
-    located = parse(text, display)
+    """`located` (of `path`, the last file of `chain`) merged over what it extends."""
     data = located.data
     origins = {p: (display, line) for p, line in located.lines.items()}
     if "extends" not in data:
@@ -100,7 +119,7 @@ def _compose(
     if base_id in dict(chain):
         raise SpecError(f"extends cycle: {names}", field="extends", **at)
     chain = (*chain, (base_id, base_display))
-    base = _compose(base_path, base_display, base_text, chain)
+    base = _compose(base_path, base_display, parse(base_text, base_display), chain)
     merged, merged_origins = base.data, dict(base.origins)
     _merge(merged, data, (), merged_origins, origins)
     merged_origins[()] = origins[()]

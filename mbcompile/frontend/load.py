@@ -13,6 +13,8 @@ import difflib
 import hashlib
 import json
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from ..files import Inputs
 from ..ir.blocks import ROW_MODELS, ROW_TYPES
 from . import compose
 from .model import STAGE_ITEM_TAGS, Spec
-from .yamlsource import scalar
+from .yamlsource import MAX_DEPTH, scalar
 
 MAX_BLOCKS = 8192  # stage-table blocks in all (sum of n); MobileNets have 13-17
 
@@ -37,7 +39,7 @@ class Locator:
         self.origins = origins
 
     def error(self, loc: tuple, message: str) -> SpecError:
-        field = _field_path(loc) or None
+        field = field_path(loc) or None
         for origin_path, origin in self.origins.items():
             # The value a --set changed, or (say, a row) something containing it.
             inside = loc[: len(origin_path)] == origin_path
@@ -62,28 +64,93 @@ class LoadedSpec(BaseModel):
 
     def error(self, loc: tuple, message: str) -> SpecError:
         if self.locator is None:
-            return SpecError(message, source=self.source, field=_field_path(loc))
+            return SpecError(message, source=self.source, field=field_path(loc))
         return self.locator.error(loc, message)
 
 
 # --------------------------------------------------------------------------- loading
 
 
-def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedSpec:
-    """Read, override and validate a spec file. Raises SpecError on bad input."""
-    display = str(path)
+@dataclass(frozen=True)
+class Override:
+    """A value set on top of the spec, by field path: what `--set KEY=VALUE` gives,
+    or a typed value from a project config or the Python API. `origin` is where it
+    was set, for messages (`--set stages.3.c=48`, `pyproject.toml:14`)."""
+
+    path: tuple
+    value: Any
+    origin: str
+
+
+def override(key: str, value: Any, origin: str) -> Override:
+    """A typed override of the field at dotted path `key` (`stages.3.c`,
+    `stages[3].c`). Values are single YAML-like scalars, as with `--set`."""
+    path = _override_path(key, origin)
+    if value is not None and not isinstance(value, (str, int, float, bool)):
+        raise SpecError(
+            f"'{shorten(key)}': a {type(value).__name__} is not a single value; "
+            "set each field by its own path",
+            source=origin,
+        )
+    return Override(path, value, origin)
+
+
+Overrides = Sequence["str | Override"]
+
+
+def load(
+    path: str | Path, overrides: Overrides = (), display: str | None = None
+) -> LoadedSpec:
+    """Read, override and validate a spec file (named `display` in messages and
+    generated headers; by default as given). Raises SpecError on bad input."""
+    display = str(path) if display is None else display
     if not Path(display).name.isprintable():
         # The file name is quoted in generated headers and in messages.
         raise SpecError(
             "file name contains control or invisible characters", source=display
         )
     located = compose.load(Path(path), display)  # `extends:` merged, with origins
+    return _override_and_validate(located, overrides, display)
+
+
+def load_text(
+    text: str, overrides: Overrides = (), display: str = "<spec>", folder: Path = Path()
+) -> LoadedSpec:
+    """A spec given as YAML text; `extends` is relative to `folder`."""
+    return _override_and_validate(
+        compose.from_text(text, display, folder), overrides, display
+    )
+
+
+def load_data(
+    data: Mapping,
+    overrides: Overrides = (),
+    display: str = "<dict>",
+    folder: Path = Path(),
+) -> LoadedSpec:
+    """A spec given as a mapping of plain values (str, int, float, bool, None,
+    lists, mappings), as YAML would load it; `extends` is relative to `folder`."""
+    plain = _plain(data, (), display)
+    if not isinstance(plain, dict):
+        raise SpecError(
+            f"a spec is a mapping of spec keys, not a {type(data).__name__}",
+            source=display,
+        )
+    return _override_and_validate(
+        compose.from_data(plain, display, folder), overrides, display
+    )
+
+
+def _override_and_validate(
+    located: compose.Composed, overrides: Overrides, display: str
+) -> LoadedSpec:
     data = copy.deepcopy(located.data)
     origins: dict[tuple, str] = {}
-    for text in overrides:
-        field_path, value = _parse_override(text)
-        _apply_override(data, field_path, value, text)
-        origins[field_path] = f"--set {text}"
+    for item in overrides:
+        if isinstance(item, str):
+            item = _parse_override(item)
+        _apply_override(data, item.path, item.value, item.origin)
+        origins[item.path] = item.origin
     compose.apply_all_rows(data, located, origins)
     spec = validate(data, located, origins)
     spec_file, *bases = located.files
@@ -98,6 +165,38 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Loade
         content_hash=content_hash(spec),
         locator=Locator(located, origins),
         inputs=inputs,
+    )
+
+
+def _plain(value: Any, path: tuple, source: str, depth: int = 0) -> Any:
+    """A copy of `value` as plain YAML data, or a SpecError naming the field that
+    holds something else (an object, a set, bytes)."""
+    if depth > MAX_DEPTH:
+        raise SpecError(
+            f"nested deeper than {MAX_DEPTH} levels",
+            source=source,
+            field=field_path(path) or None,
+        )
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise SpecError(
+                    f"key {shorten(repr(key))} is not a string",
+                    source=source,
+                    field=field_path(path) or None,
+                )
+            out[key] = _plain(item, (*path, key), source, depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, (*path, i), source, depth + 1) for i, v in enumerate(value)]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise SpecError(
+        f"a {shorten(type(value).__name__)} is not spec data (str, int, float, bool, "
+        "None, lists and mappings are)",
+        source=source,
+        field=field_path(path) or None,
     )
 
 
@@ -185,7 +284,7 @@ _STEP = re.compile(r"([^.\[\]]+)((?:\[[0-9]+\])*)")
 _MAX_INDEX_DIGITS = 9  # longer indices name no row (and no int conversion limit)
 
 
-def _parse_override(text: str) -> tuple[tuple, Any]:
+def _parse_override(text: str) -> Override:
     where = f"--set {text}"
     try:
         text.encode("utf-8")
@@ -194,15 +293,20 @@ def _parse_override(text: str) -> tuple[tuple, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise SpecError("expected KEY=VALUE", source=where)
-    path = _field_steps(key.strip(), where)
+    path = _override_path(key.strip(), where)
+    value = scalar(raw, where)  # a YAML scalar; lists, mappings and tags stay strings
+    return Override(path, value, where)
+
+
+def _override_path(key: str, where: str) -> tuple:
+    path = _field_steps(key, where)
     if path[0] == "extends":
         raise SpecError(
-            "'extends' names the base spec in the file itself; --set changes "
+            "'extends' names the base spec in the file itself; an override changes "
             "values after it is merged",
             source=where,
         )
-    value = scalar(raw, where)  # a YAML scalar; lists, mappings and tags stay strings
-    return path, value
+    return path
 
 
 def _field_steps(key: str, where: str) -> tuple:
@@ -224,8 +328,7 @@ def _field_steps(key: str, where: str) -> tuple:
     return tuple(parts)
 
 
-def _apply_override(data: Any, path: tuple, value: Any, text: str) -> None:
-    where = f"--set {text}"
+def _apply_override(data: Any, path: tuple, value: Any, where: str) -> None:
     if path[0] == "all_rows" and len(path) > 1 and "all_rows" not in data:
         data["all_rows"] = {}  # --set all_rows.k=5 works without all_rows: in the file
     node = data
@@ -273,7 +376,8 @@ def _dotted(path: tuple) -> str:
 # --------------------------------------------------------------------------- errors
 
 
-def _field_path(loc: tuple) -> str:
+def field_path(loc: tuple) -> str:
+    """A field's path as messages print it: `stages[3].c`."""
     out = ""
     for part in loc:
         if isinstance(part, int):

@@ -128,7 +128,7 @@ def _too_deep(text: str) -> yaml.Event | None:
 class Located:
     """Plain Python data from a YAML document plus a field-path -> line index."""
 
-    def __init__(self, data: Any, lines: dict[tuple, int], source: str) -> None:
+    def __init__(self, data: Any, lines: dict[tuple, int | None], source: str) -> None:
         self.data = data
         self.lines = lines
         self.source = source
