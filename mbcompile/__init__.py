@@ -1,3 +1,5 @@
 """mbcompile: a declarative, spec-driven compiler for the MobileNet family."""
 
-__version__ = "0.1.0"
+from .version import __version__
+
+__all__ = ["__version__"]

@@ -24,6 +24,7 @@ PACKAGE = ROOT / "mbcompile"
 # -> pipeline -> command line. The front end reads the block registry (the row
 # models are the block modules'), so frontend and ir both sit at the bottom.
 LAYERS = {
+    "version": 0,
     "errors": 0,
     "files": 0,
     "frontend": 1,
@@ -31,9 +32,10 @@ LAYERS = {
     "analysis": 2,
     "backends": 3,
     "compiler": 4,
-    "regenerate": 5,
-    "cli": 5,
-    "__main__": 6,
+    "project": 5,
+    "api": 5,
+    "cli": 6,
+    "__main__": 7,
 }
 
 
@@ -42,12 +44,25 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node of `tree` but those under `if TYPE_CHECKING:`, which only type
+    checkers import (the package's face names its API for them that way)."""
+    for node in ast.iter_child_nodes(tree):
+        typing_only = (
+            isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+        )
+        for kept in node.orelse if typing_only else [node]:
+            yield kept
+            yield from _runtime_nodes(kept)
+
+
 def _imports(path: Path) -> set[str]:
-    """mbcompile modules that `path` imports, at any depth of the code."""
+    """mbcompile modules that `path` imports when it runs, at any depth of the
+    code."""
     module = _module_name(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("mbcompile")}
         elif isinstance(node, ast.ImportFrom):

@@ -13,9 +13,9 @@ import csv
 import io
 import json
 
-from .. import __version__
 from ..errors import SpecError
 from ..ir.graph import Graph
+from ..version import __version__
 from .cost import DTYPE_BYTES, SUMMED, Report, report
 
 FORMATS = ("table", "json", "csv", "markdown")

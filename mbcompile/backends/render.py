@@ -18,11 +18,11 @@ from typing import Any
 
 import jinja2
 
-from .. import __version__
 from ..analysis.cost import report
 from ..ir.blocks import BLOCK_TYPES
 from ..ir.blocks.base import spatial_convs
 from ..ir.graph import Graph
+from ..version import __version__
 from .naming import KerasNames, fstring
 from .pyformat import call, split_args
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import __version__
 from ..errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERNAL,
@@ -17,6 +16,7 @@ from ..errors import (
     shorten,
 )
 from ..files import flush_stdout, write_stderr
+from ..version import __version__
 from .options import add_overrides_argument, add_spec_argument
 
 DESCRIPTION = """\
@@ -33,7 +33,9 @@ examples:
 EPILOG = """\
 exit codes:
   0  success
-  1  internal error (a bug in mbcompile; the message says where to report it)
+  1  `mbcompile check`: a generated file is out of date (each is listed);
+     any command: an internal error (a bug in mbcompile; the message says where
+     to report it)
   2  bad input (the spec, an override, an argument, a weights file) or a failure
      of the environment (an unwritable output, a full disk, a failing `dot`):
      one line per problem, naming file:line and field; no output file is
@@ -42,10 +44,13 @@ exit codes:
 
 
 def _parser() -> argparse.ArgumentParser:
+    commands = "\n".join(
+        f"  {name:<9} {help}" for name, (_, help) in SUBCOMMANDS.items()
+    )
     parser = argparse.ArgumentParser(
         prog="mbcompile",
         description=DESCRIPTION,
-        epilog=EPILOG,
+        epilog=f"other commands (mbcompile COMMAND --help):\n{commands}\n\n{EPILOG}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_spec_argument(parser)
@@ -84,6 +89,11 @@ def _parser() -> argparse.ArgumentParser:
 # Subcommands other than compiling: name -> (module, help). Each module defines
 # `add_arguments(parser)` and `run(args) -> int`, raising SpecError for bad input.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "generate": (".generate", "write every file the project config lists"),
+    "check": (
+        ".check",
+        "exit 1 if a generated file is stale, edited or missing (with diffs)",
+    ),
     "costs": (".costs", "cost report of a spec (table, json, csv, markdown)"),
     "compare": (".compare", "compare the costs of specs and --set variants"),
     "plot": (".plot", "bar chart of MACs and parameters per block (PNG/SVG)"),

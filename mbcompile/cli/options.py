@@ -23,3 +23,12 @@ def add_overrides_argument(
 
 def add_spec_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="path to a spec YAML file")
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="the project config (pyproject.toml with [tool.mbcompile], or "
+        "mbcompile.toml); default: found in this folder or the nearest above",
+    )
