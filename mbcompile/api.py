@@ -1,0 +1,229 @@
+"""The Python API: a spec to source text, to a live model, or to its costs, without
+writing any file.
+
+    import mbcompile
+
+    model = mbcompile.build_model("specs/v2.yaml", "torch")          # nn.Module
+    model = mbcompile.build_model("mobilenetv4_conv_small", "keras")  # keras.Model
+    source = mbcompile.generate_source("specs/v2.yaml", "torch")      # str
+    costs = mbcompile.cost_report("v3_small", overrides={"width_multiplier": 0.75})
+
+A spec is
+- a path (`str` or `os.PathLike`) to a YAML file;
+- the name of a spec that ships with mbcompile (`"v2"`, `"mobilenetv4_conv_small"`:
+  `bundled_specs()` lists them) when no file has that path;
+- YAML text: a `str` holding a line break;
+- a mapping of plain values, as YAML would load the file.
+`extends` in text or a mapping is relative to the working folder. `overrides` are
+`--set`'s: a mapping of dotted field paths to values (`{"stages.3.c": 48}`) or
+`"KEY=VALUE"` strings.
+
+A live model runs the very source `mbcompile` writes for the spec (executed in a
+fresh module, registered so that TorchScript, pickling and tracebacks can read
+it), so it is the committed file's model. Bad input raises `SpecError`, whose text
+is the CLI's message lines (`specs/v2.yaml:24: stages[2].s: stride must be 1 or
+2`); its `source`, `line`, `field` and `message` hold the parts.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import linecache
+import os
+import sys
+import types
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from . import compiler
+from .analysis.cost import Report
+from .errors import SpecError, shorten
+from .frontend.load import LoadedSpec, Override, load, load_data, load_text, override
+from .ir.graph import Graph
+
+if TYPE_CHECKING:
+    import keras
+    import torch
+
+__all__ = [
+    "Backend",
+    "SpecLike",
+    "build_model",
+    "bundled_specs",
+    "cost_report",
+    "generate_source",
+    "load_module",
+]
+
+Backend = Literal["keras", "torch"]
+SpecLike = str | os.PathLike[str] | Mapping[str, Any]
+OverridesLike = Mapping[str, Any] | Sequence[str] | None
+
+
+def generate_source(
+    spec: SpecLike,
+    backend: Backend,
+    *,
+    overrides: OverridesLike = None,
+    fold_bn: bool = False,
+) -> str:
+    """The source text `mbcompile SPEC --backend BACKEND` writes."""
+    if backend not in compiler.BACKENDS:
+        raise SpecError(
+            f"unknown backend {shorten(repr(backend))}; expected 'keras' or 'torch'"
+        )
+    return compiler.generate(_graph(spec, overrides, fold_bn), backend)
+
+
+def cost_report(
+    spec: SpecLike, *, overrides: OverridesLike = None, fold_bn: bool = False
+) -> Report:
+    """The costs `mbcompile costs SPEC` prints: `trainable_params`,
+    `non_trainable_params`, `macs`, `peak_activation_elements`, `blocks`,
+    `stages()`, `layers`; `to_json()` is `--format json`'s content."""
+    return compiler.cost_report(_graph(spec, overrides, fold_bn))
+
+
+def load_module(
+    spec: SpecLike,
+    backend: Backend,
+    *,
+    overrides: OverridesLike = None,
+    fold_bn: bool = False,
+) -> types.ModuleType:
+    """The generated module, executed in a fresh module object (imports keras or
+    torch): what `import generated.<backend>.<spec>` gives for the committed file."""
+    source = generate_source(spec, backend, overrides=overrides, fold_bn=fold_bn)
+    name = f"mbcompile_live_{backend}_{next(_modules)}"
+    filename = f"<mbcompile: {name}>"
+    # Source lines where inspect.getsource (TorchScript) and tracebacks look.
+    linecache.cache[filename] = (
+        len(source),
+        None,
+        source.splitlines(keepends=True),
+        filename,
+    )
+    module = types.ModuleType(name, _module_doc(source))
+    module.__file__ = filename
+    sys.modules[name] = module  # classes resolve their module (pickle, inspect)
+    try:
+        exec(compile(source, filename, "exec"), module.__dict__)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+_modules = itertools.count(1)
+
+
+def _module_doc(source: str) -> str | None:
+    return ast.get_docstring(ast.parse(source))
+
+
+@overload
+def build_model(
+    spec: SpecLike,
+    backend: Literal["torch"],
+    *,
+    overrides: OverridesLike = ...,
+    fold_bn: bool = ...,
+    **kwargs: Any,
+) -> torch.nn.Module: ...
+@overload
+def build_model(
+    spec: SpecLike,
+    backend: Literal["keras"],
+    *,
+    overrides: OverridesLike = ...,
+    fold_bn: bool = ...,
+    **kwargs: Any,
+) -> keras.Model: ...
+def build_model(
+    spec: SpecLike,
+    backend: Backend,
+    *,
+    overrides: OverridesLike = None,
+    fold_bn: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """A live `torch.nn.Module` or `keras.Model` for the spec: the generated
+    module's `build_model(**kwargs)` (`num_classes=`, `dropout=`, ...)."""
+    module = load_module(spec, backend, overrides=overrides, fold_bn=fold_bn)
+    return module.build_model(**kwargs)
+
+
+def bundled_specs() -> dict[str, Path]:
+    """The specs that ship with mbcompile, by name: the canonical MobileNets and
+    `specs/timm/`'s models."""
+    found: dict[str, Path] = {}
+    for folder in _spec_folders():
+        for path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("timm/*.yaml")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def _spec_folders() -> list[Path]:
+    """Specs ship inside the wheel; in a checkout they sit at the repo root."""
+    here = Path(__file__).resolve().parent
+    return [p for p in (here / "specs", here.parent / "specs") if p.is_dir()]
+
+
+# ------------------------------------------------------------------- spec sources
+
+
+def _graph(spec: SpecLike, overrides: OverridesLike, fold_bn: bool) -> Graph:
+    items = _overrides(overrides)
+    if fold_bn:
+        items.append(Override(("fold_batch_norm",), True, "fold_bn=True"))
+    if isinstance(spec, Mapping):
+        loaded = load_data(spec, items)
+    elif isinstance(spec, str) and "\n" in spec:
+        loaded = load_text(spec, items)
+    elif isinstance(spec, (str, os.PathLike)):
+        path = os.fspath(spec)
+        if not isinstance(path, str):
+            raise SpecError("a spec path must be text, not bytes")
+        loaded = _load_file(path, items)
+    else:
+        raise SpecError(
+            f"a spec is a path, YAML text or a mapping, not a {type(spec).__name__}"
+        )
+    return compiler.expand(loaded)[1]
+
+
+def _load_file(path: str, items: list[Override | str]) -> LoadedSpec:
+    """A spec file, or a bundled spec named like one when no such file exists."""
+    if not Path(path).exists():
+        bundled = bundled_specs()
+        if path in bundled:
+            root = bundled[path].parent
+            root = root.parent if root.name == "timm" else root
+            display = bundled[path].relative_to(root.parent).as_posix()
+            return load(bundled[path], items, display=display)
+        if os.sep not in path and "/" not in path and not path.endswith(".yaml"):
+            names = ", ".join(bundled)
+            raise SpecError(
+                f"no spec file '{shorten(path)}', and no bundled spec of that name "
+                f"(bundled: {shorten(names, 200)})"
+            )
+    return load(path, items)
+
+
+def _overrides(overrides: OverridesLike) -> list[Override | str]:
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        items: list[Override | str] = []
+        for key, value in overrides.items():
+            if not isinstance(key, str):
+                raise SpecError(f"override key {shorten(repr(key))} is not a string")
+            items.append(override(key, value, f"overrides[{key!r}]"))
+        return items
+    if isinstance(overrides, str):
+        raise SpecError(
+            "overrides is a mapping or a list of 'KEY=VALUE' strings, not one string"
+        )
+    return [str(item) for item in overrides]
