@@ -97,3 +97,48 @@ def test_deterministic_across_hash_seeds_and_directories(tmp_path):
     assert outputs[0] == outputs[1]
     for backend, text in outputs[0].items():
         assert text == (ROOT / "generated" / backend / "v3_small.py").read_bytes()
+
+
+def test_template_cache_never_fails_a_run(tmp_path, monkeypatch):
+    """Compiled templates are cached on disk between runs; a damaged, unwritable
+    or missing cache changes nothing in the output."""
+    import importlib
+
+    import jinja2
+
+    from mbcompile import compiler
+
+    render = importlib.import_module("mbcompile.backends.render")
+
+    expected = (ROOT / "generated" / "torch" / "v3_small.py").read_text()
+    spec = ROOT / "specs" / "v3_small.yaml"
+
+    def fresh_source() -> str:
+        monkeypatch.setattr(render, "_ENV", None)  # a new process, as far as Jinja is
+        return compiler.compile_spec(spec, "torch")
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    assert fresh_source() == expected
+    cached = list(tmp_path.glob("_jinja2-cache-*/*.cache"))
+    assert cached, "templates were not cached"
+    for path in cached:  # damaged: garbage instead of compiled code
+        path.write_bytes(b"j2\x00garbage")
+    assert fresh_source() == expected
+
+    def unwritable(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    for path in cached:
+        path.unlink()
+    monkeypatch.setattr("tempfile.NamedTemporaryFile", unwritable)
+    assert fresh_source() == expected
+
+    def no_folder(self):
+        raise RuntimeError("Cannot determine safe temp directory.")
+
+    monkeypatch.setattr(
+        jinja2.FileSystemBytecodeCache, "_get_default_cache_dir", no_folder
+    )
+    assert fresh_source() == expected
+    assert render.environment().bytecode_cache is None

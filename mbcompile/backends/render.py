@@ -10,6 +10,7 @@ its blocks with their typed parameters, and its shapes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -41,6 +42,31 @@ def template_dir() -> Path:
 _ENV: jinja2.Environment | None = None
 
 
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    """Compiled templates kept between runs, so that a fresh process does not
+    compile them all again (`mbcompile check` starts ~0.3 s sooner). Jinja keeps
+    them in the system's temporary folder, in a folder private to the user, keyed
+    by each template's source. A cache that cannot be read or written (a full or
+    read-only disk, a damaged file) is passed over: it never fails a run."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    try:
+        return _TemplateCache()
+    except (OSError, RuntimeError):  # no usable temporary folder
+        return None
+
+
 def environment() -> jinja2.Environment:
     global _ENV
     if _ENV is None:
@@ -51,6 +77,7 @@ def environment() -> jinja2.Environment:
             trim_blocks=True,
             lstrip_blocks=True,
             autoescape=False,
+            bytecode_cache=_bytecode_cache(),
         )
         _ENV.filters["call"] = _call_filter
         _ENV.filters["py"] = py_literal
