@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import SPECS, run_cli
+from helpers import ROOT, SPECS, run_cli
 from mbcompile.project import outputs
 from mbcompile.project.config import toml_lines
 
@@ -500,3 +500,18 @@ def test_toml_lines_point_at_tables_keys_and_array_entries():
     assert lines[(*t, "targets", 1, "set", "stages.3.c")] == 16
     assert lines[(*t, "targets", 1, "set")] == 16
     assert lines[(*t, "targets", 1, "set", "resolution")] == 19
+
+
+def test_the_readme_config_works_as_written(project):
+    """The config shown in README's "Generated code in your repository"."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Generated code in your repository") :]
+    text = section[section.index("```toml\n") + 8 : section.index("```\n", 8)]
+    shutil.copytree(SPECS, project / "specs", dirs_exist_ok=True)
+    (project / "pyproject.toml").write_text(text)
+    code, _, err = run_cli(["generate"])
+    assert code == 0, err
+    assert (project / "src/models/v3_large_075.py").is_file()
+    assert (project / "generated/keras/v2.py").is_file()
+    assert (project / "generated/reports/v3_large_075.md").is_file()
+    assert run_cli(["check"])[0] == 0

@@ -2,7 +2,7 @@
 
 `mbcompile SPEC --report --format table|json|csv|markdown` and `mbcompile costs SPEC`
 (which adds `--explain` and `--layers`) print these; `generated/reports/<spec>.md`
-is the Markdown form of every canonical spec, kept fresh by `mbcompile.regenerate`.
+is the Markdown form of every canonical spec, kept fresh by `mbcompile generate`.
 The numbers all come from cost.py and the header from the graph's network; nothing
 here imports a framework.
 """
