@@ -167,6 +167,11 @@ def test_data_errors_name_fields_and_reject_objects():
         "<dict>: stages[1].s: a int64 is not spec data (str, int, float, bool, None, "
         "lists and mappings are)"
     )
+    # Python's int-to-text limit (4,300 digits) must not turn into a crash.
+    with pytest.raises(mbcompile.SpecError, match="more than 100 digits"):
+        api.generate_source(SPECS / "v2.yaml", "torch", overrides={"c": 10**5000})
+    with pytest.raises(mbcompile.SpecError, match="more than 100 digits"):
+        api.generate_source({"resolution": -(10**5000)}, "torch")
     for bad in (3, b"specs/v2.yaml", ["v2"]):
         with pytest.raises(mbcompile.SpecError, match="a spec is a path"):
             api.generate_source(bad, "torch")

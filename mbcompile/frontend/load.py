@@ -25,7 +25,7 @@ from ..files import Inputs
 from ..ir.blocks import ROW_MODELS, ROW_TYPES
 from . import compose
 from .model import STAGE_ITEM_TAGS, Spec
-from .yamlsource import MAX_DEPTH, scalar
+from .yamlsource import MAX_DEPTH, MAX_DIGITS, scalar
 
 MAX_BLOCKS = 8192  # stage-table blocks in all (sum of n); MobileNets have 13-17
 
@@ -92,7 +92,18 @@ def override(key: str, value: Any, origin: str) -> Override:
             "set each field by its own path",
             source=origin,
         )
+    _check_size(value, origin, path)
     return Override(path, value, origin)
+
+
+def _check_size(value: Any, source: str, path: tuple) -> None:
+    """Integers as long as YAML allows them in a file (MAX_DIGITS)."""
+    if isinstance(value, int) and value.bit_length() > MAX_DIGITS * 10 // 3:
+        raise SpecError(
+            f"integer of more than {MAX_DIGITS} digits",
+            source=source,
+            field=field_path(path) or None,
+        )
 
 
 Overrides = Sequence["str | Override"]
@@ -191,6 +202,7 @@ def _plain(value: Any, path: tuple, source: str, depth: int = 0) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v, (*path, i), source, depth + 1) for i, v in enumerate(value)]
     if value is None or isinstance(value, (str, int, float, bool)):
+        _check_size(value, source, path)
         return value
     raise SpecError(
         f"a {shorten(type(value).__name__)} is not spec data (str, int, float, bool, "

@@ -175,8 +175,7 @@ class Job:
 
 @dataclass(frozen=True)
 class Project:
-    root: Path
-    config: str  # as messages show it
+    root: Path  # the config's folder
     jobs: tuple[Job, ...]
     inputs: Inputs  # the config file, which no output may replace
 
@@ -224,7 +223,7 @@ def _configures(path: Path) -> bool:
 def read(config: str | Path | None = None, cwd: Path | None = None) -> Project:
     """The project configured by `config` (by default the one `cwd` is in)."""
     cwd = Path.cwd() if cwd is None else cwd
-    path = find(cwd) if config is None else Path(config)
+    path = find(cwd) if config is None else cwd / config
     shown = str(config) if config is not None else os.path.relpath(path, cwd)
     found = read_input(path, shown, MAX_CONFIG_BYTES, "a project config")
     try:
@@ -256,8 +255,8 @@ def read(config: str | Path | None = None, cwd: Path | None = None) -> Project:
         errors.sort(key=lambda e: e.line or 0)
         raise SpecErrors(errors) from None
     root = Path(os.path.abspath(path)).parent
-    jobs = _jobs(parsed, root, cwd, at)
-    return Project(root, shown, tuple(jobs), {found.id: "the project config"})
+    jobs = _jobs(parsed, root, at)
+    return Project(root, tuple(jobs), {found.id: "the project config"})
 
 
 class _Where:
@@ -296,7 +295,7 @@ def _located(err: dict, at: _Where) -> SpecError:
 # ------------------------------------------------------------------------ targets
 
 
-def _jobs(config: ProjectConfig, root: Path, cwd: Path, at: _Where) -> list[Job]:
+def _jobs(config: ProjectConfig, root: Path, at: _Where) -> list[Job]:
     jobs: list[Job] = []
     errors: list[SpecError] = []
     writers: dict[str, tuple[tuple, str]] = {}  # output -> (target field, spec)
