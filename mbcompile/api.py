@@ -27,7 +27,6 @@ is the CLI's message lines (`specs/v2.yaml:24: stages[2].s: stride must be 1 or
 
 from __future__ import annotations
 
-import ast
 import itertools
 import linecache
 import os
@@ -105,7 +104,7 @@ def load_module(
         source.splitlines(keepends=True),
         filename,
     )
-    module = types.ModuleType(name, _module_doc(source))
+    module = types.ModuleType(name)  # its docstring is set as the source runs
     module.__file__ = filename
     sys.modules[name] = module  # classes resolve their module (pickle, inspect)
     try:
@@ -117,10 +116,6 @@ def load_module(
 
 
 _modules = itertools.count(1)
-
-
-def _module_doc(source: str) -> str | None:
-    return ast.get_docstring(ast.parse(source))
 
 
 @overload
@@ -196,7 +191,7 @@ def _graph(spec: SpecLike, overrides: OverridesLike, fold_bn: bool) -> Graph:
 
 def _load_file(path: str, items: list[Override | str]) -> LoadedSpec:
     """A spec file, or a bundled spec named like one when no such file exists."""
-    if not Path(path).exists():
+    if not _exists(path):
         bundled = bundled_specs()
         if path in bundled:
             root = bundled[path].parent
@@ -210,6 +205,13 @@ def _load_file(path: str, items: list[Override | str]) -> LoadedSpec:
                 f"(bundled: {shorten(names, 200)})"
             )
     return load(path, items)
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):  # a NUL byte, a name too long: load() says so
+        return False
 
 
 def _overrides(overrides: OverridesLike) -> list[Override | str]:
