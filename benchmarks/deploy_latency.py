@@ -75,9 +75,9 @@ from _common import (
 )
 
 sys.path.insert(0, str(ROOT / "tests"))
+from helpers import TOLERANCE, difference  # the suite's one tolerance
 
 RESOLUTION = 224
-TOLERANCE = 1e-4
 EXPORT_BATCH = 2  # torch.export specialises a batch of 1; the .onnx batch is dynamic
 
 TORCH_EAGER = "PyTorch eager"
@@ -130,14 +130,12 @@ def as_array(value):
 
 
 def worst_difference(output, reference) -> float:
-    """max |output - reference| / max(1, |reference|): at most TOLERANCE to agree."""
-    import numpy as np
-
+    """The test suite's measure (`helpers.difference`: at most `helpers.TOLERANCE`
+    to agree) of a runtime's output, whatever its container."""
     output, reference = as_array(output), as_array(reference)
     if output.shape != reference.shape:
         return float("inf")
-    scale = np.maximum(1.0, np.abs(reference))
-    return float((np.abs(output - reference) / scale).max())
+    return difference(reference, output)
 
 
 def settled_round_robin(
@@ -180,6 +178,12 @@ class Report:
     def cell(self, spec: str, batch: int, runtime: str) -> dict:
         per_batch = self.results.setdefault(spec, {}).setdefault(str(batch), {})
         return per_batch.setdefault(runtime, {})
+
+    def fail_all(self, spec: str, args, runtimes, exc: BaseException) -> None:
+        """Every runtime of a family failed on `spec` (its model did not build)."""
+        for batch in args.batch:
+            for runtime in runtimes:
+                self.fail(spec, batch, runtime, exc)
 
     def fail(self, spec: str, batch: int, runtime: str, exc: BaseException) -> None:
         self.cell(spec, batch, runtime)["error"] = first_line(exc)
@@ -382,9 +386,7 @@ def torch_child(args) -> dict:
             try:
                 model = torch_model(spec, directory, args.init)
             except Exception as exc:
-                for batch in args.batch:
-                    for runtime in FAMILIES["torch"]:
-                        report.fail(spec, batch, runtime, exc)
+                report.fail_all(spec, args, FAMILIES["torch"], exc)
                 continue
             try:
                 session = onnx_session(model, spec, directory, args.threads, report)
@@ -507,9 +509,7 @@ def tf_child(args) -> dict:
             try:
                 model = keras_model(spec, directory, args.init)
             except Exception as exc:
-                for batch in args.batch:
-                    for runtime in FAMILIES["tf"]:
-                        report.fail(spec, batch, runtime, exc)
+                report.fail_all(spec, args, FAMILIES["tf"], exc)
                 continue
             try:
                 lite = tflite_flatbuffer(model, spec, report)
