@@ -69,7 +69,8 @@ def cost_report(graph: Graph) -> Report:
 
 
 def compile_spec(path: str | Path, backend: str, overrides=()) -> str:
-    """Source text for one backend (the library equivalent of the CLI)."""
+    """Source text for one backend of a spec file, in one call (the Python API's
+    `mbcompile.generate_source` takes text, data and names too)."""
     _, graph = load_and_expand(path, overrides)
     return generate(graph, backend)
 

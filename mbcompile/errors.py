@@ -12,6 +12,8 @@ from __future__ import annotations
 
 # Exit codes of the command line: success, a bug in mbcompile, bad input.
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+# `mbcompile check`: a generated file is out of date (as `ruff format --check`).
+EXIT_OUT_OF_DATE = 1
 
 # Longest file name, field path and message text in one line of an error; a line
 # stays under ~600 characters whatever the input.

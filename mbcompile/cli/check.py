@@ -6,12 +6,10 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from ..errors import EXIT_OK
+from ..errors import EXIT_OK, EXIT_OUT_OF_DATE
 from ..files import write_stdout
 from ..project import config, outputs
 from .options import add_config_argument
-
-EXIT_OUT_OF_DATE = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
