@@ -39,7 +39,15 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from . import compiler
 from .analysis.cost import Report
 from .errors import SpecError, shorten
-from .frontend.load import LoadedSpec, Override, load, load_data, load_text, override
+from .frontend.load import (
+    LoadedSpec,
+    Override,
+    load,
+    load_data,
+    load_text,
+    override,
+)
+from .frontend.load import fold_bn as fold_bn_override
 from .ir.graph import Graph
 
 if TYPE_CHECKING:
@@ -172,7 +180,7 @@ def _spec_folders() -> list[Path]:
 def _graph(spec: SpecLike, overrides: OverridesLike, fold_bn: bool) -> Graph:
     items = _overrides(overrides)
     if fold_bn:
-        items.append(Override(("fold_batch_norm",), True, "fold_bn=True"))
+        items.append(fold_bn_override("fold_bn=True"))
     if isinstance(spec, Mapping):
         loaded = load_data(spec, items)
     elif isinstance(spec, str) and "\n" in spec:

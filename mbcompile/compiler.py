@@ -75,9 +75,21 @@ def compile_spec(path: str | Path, backend: str, overrides=()) -> str:
     return generate(graph, backend)
 
 
+# Where generated source goes unless told otherwise (the CLI's -o, a project's
+# `output`): {backend} is keras or torch, {name} the model's name.
+DEFAULT_OUTPUT = "generated/{backend}/{name}.py"
+
+
 def default_output(spec_path: str | Path, backend: str, folded: bool = False) -> Path:
-    suffix = "_folded" if folded else ""  # never overwrite the training form's file
-    return Path("generated") / backend / f"{module_name(spec_path)}{suffix}.py"
+    return Path(
+        DEFAULT_OUTPUT.format(backend=backend, name=model_name(spec_path, folded))
+    )
+
+
+def model_name(spec_path: str | Path, folded: bool = False) -> str:
+    """The name of a spec's generated module: its file name as a module name, with
+    `_folded` for the inference form (never overwriting the training form's file)."""
+    return module_name(spec_path) + ("_folded" if folded else "")
 
 
 def module_name(spec_path: str | Path) -> str:

@@ -8,10 +8,11 @@ from .. import compiler
 from ..analysis.report import render
 from ..errors import EXIT_OK, SpecError, shorten_path
 from ..files import check_target, write_stderr, write_stdout
+from ..frontend.load import fold_bn
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = [*args.overrides, *(["fold_batch_norm=true"] if args.fold_bn else [])]
+    overrides = [*args.overrides, *([fold_bn("--fold-bn")] if args.fold_bn else [])]
     loaded, graph = compiler.load_and_expand(args.spec, overrides)
     backend = args.backend or (None if args.report else "all")
     if backend == "all" and args.output:

@@ -106,6 +106,11 @@ def _check_size(value: Any, source: str, path: tuple) -> None:
         )
 
 
+def fold_bn(origin: str) -> Override:
+    """`--fold-bn`, a project's `fold_bn` or the API's: the spec's fold_batch_norm."""
+    return Override(("fold_batch_norm",), True, origin)
+
+
 Overrides = Sequence["str | Override"]
 
 

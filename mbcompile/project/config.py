@@ -45,10 +45,10 @@ from pydantic import (
 )
 
 from ..backends import BACKENDS
-from ..compiler import module_name
+from ..compiler import DEFAULT_OUTPUT, model_name
 from ..errors import SpecError, SpecErrors, shorten, shorten_path
 from ..files import FileError, Inputs, read_input
-from ..frontend.load import Override, field_path, override
+from ..frontend.load import Override, field_path, fold_bn, override
 
 try:
     import tomllib
@@ -60,7 +60,6 @@ PYPROJECT = "pyproject.toml"
 MAX_CONFIG_BYTES = 1 << 20
 MAX_OUTPUTS = 4096  # files one config may generate (a glob over a huge folder stops)
 
-DEFAULT_OUTPUT = "generated/{backend}/{name}.py"
 # Report formats by the report file's suffix.
 REPORT_FORMATS = {".md": "markdown", ".json": "json", ".csv": "csv", ".txt": "table"}
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # an importable module name
@@ -344,16 +343,14 @@ def _target_jobs(
     backends = pick("backends", list(BACKENDS))
     output = pick("output", DEFAULT_OUTPUT)
     report = pick("report", "")
-    fold_bn = pick("fold_bn", False)
+    folded = pick("fold_bn", False)
     overrides = [
         _override(key, value, at, ("targets", i, "set", key))
         for key, value in target.overrides.items()
     ]
-    if fold_bn:
+    if folded:
         where = ("targets", i, "fold_bn") if target.fold_bn else ("fold_bn",)
-        overrides.append(
-            Override(("fold_batch_norm",), True, f"{at.source}:{at.line(where)}")
-        )
+        overrides.append(fold_bn(f"{at.source}:{at.line(where)}"))
     specs = _specs(target.spec, root, at, ("targets", i, "spec"))
     if target.name is not None and len(specs) > 1:
         raise at.error(
@@ -367,7 +364,7 @@ def _target_jobs(
             name = target.name
         else:
             try:
-                name = module_name(display) + ("_folded" if fold_bn else "")
+                name = model_name(display, folded)
             except SpecError as exc:
                 raise at.error(("targets", i, "spec"), exc.message) from None
         outputs = [(b, output.format(name=name, backend=b)) for b in backends]
