@@ -88,22 +88,25 @@ def test_the_task_is_balanced_and_held_out(task):
     assert not any(image.tobytes() in train for image in task.test_x)
 
 
-def test_torch_learns(task, torch_trained, figures):
-    model, curve = torch_trained
+def assert_learned(framework: str, curve, predicted, task, figures) -> None:
+    """Every step trained, the loss fell, and held-out accuracy reached LEARNED."""
     assert len(curve.loss) == task_module.STEPS
     assert np.mean(curve.loss[-50:]) < np.mean(curve.loss[:50]) / LOSS_FALL
-    held_out = accuracy(predict_torch(model, task.test_x), task.test_y)
-    figures.append(f"learning: PyTorch {held_out:.1%} held out ({curve.seconds:.0f} s)")
+    held_out = accuracy(predicted, task.test_y)
+    figures.append(
+        f"learning: {framework} {held_out:.1%} held out ({curve.seconds:.0f} s)"
+    )
     assert held_out >= LEARNED, held_out
+
+
+def test_torch_learns(task, torch_trained, figures):
+    model, curve = torch_trained
+    assert_learned("PyTorch", curve, predict_torch(model, task.test_x), task, figures)
 
 
 def test_keras_learns(task, keras_trained, figures):
     model, curve = keras_trained
-    assert len(curve.loss) == task_module.STEPS
-    assert np.mean(curve.loss[-50:]) < np.mean(curve.loss[:50]) / LOSS_FALL
-    held_out = accuracy(predict_keras(model, task.test_x), task.test_y)
-    figures.append(f"learning: Keras {held_out:.1%} held out ({curve.seconds:.0f} s)")
-    assert held_out >= LEARNED, held_out
+    assert_learned("Keras", curve, predict_keras(model, task.test_x), task, figures)
 
 
 def graph_counts():
