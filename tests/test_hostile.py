@@ -52,7 +52,7 @@ DEEP_BLOCK = "name:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 40))
 YAML_CASES = {
     # reported at the first anchor that is reused
     "billion_laughs": (BILLION_LAUGHS, 1, "anchors and aliases are not supported"),
-    "deep_flow": (DEEP_FLOW, None, "nested"),
+    "deep_flow": (DEEP_FLOW, 1, "nested deeper than 32 levels"),
     "deep_block": (DEEP_BLOCK, 33, "nested deeper than 32 levels"),
     "oversized": ("#" * (MAX_BYTES + 1), None, "larger than"),
     "binary": (b"name: \x00\x01\x02", None, "binary content"),

@@ -172,6 +172,14 @@ def parse(text: str, source: str) -> Located:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
+        if "maximum nesting depth" in (exc.problem or ""):
+            # libyaml >= 0.2.6 (PyYAML 6.0.4) has its own limit, which its scanner
+            # can reach before _too_deep sees an event; one message either way.
+            raise SpecError(
+                f"document is nested deeper than {MAX_DEPTH} levels",
+                source=source,
+                line=line,
+            ) from None
         # e.g. "expected a single document in the stream, but found another document"
         problem = ", ".join(p for p in (exc.context, exc.problem) if p)
         raise SpecError(
