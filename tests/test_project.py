@@ -7,6 +7,7 @@ whose output the golden tests hold against the committed generated/."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -424,6 +425,10 @@ BAD_CONFIGS = [
         TARGET + "set = {width_multiplier = \n",
         "pyproject.toml:3: invalid TOML: Invalid",
     ),
+    (  # tomllib recurses per level; its RecursionError is not a crash of ours
+        TARGET + "set = {name = " + "[" * 5000 + "]" * 5000 + "}\n",
+        "pyproject.toml:3: invalid TOML: nested too deeply to read",
+    ),
     ("[tool.other]\nx = 1\n", "pyproject.toml: has no [tool.mbcompile] table"),
     ("[tool]\nmbcompile = 3\n", "pyproject.toml:2: tool.mbcompile: must be a table"),
 ]
@@ -439,6 +444,21 @@ def test_bad_config_is_a_located_error_and_writes_nothing(project, text, message
         first = err.splitlines()[0]
         assert first.startswith(f"mbcompile: error: {message}"), first
     assert snapshot(project) == before
+
+
+def test_deep_toml_names_a_line_inside_the_nesting(project):
+    # Brackets in a comment and a string come first and must not count.
+    text = TARGET + '# [[[[[[\nname = "[[[[[["\nx = ' + "[\n" * 5000 + "]" * 5000
+    (project / "pyproject.toml").write_text(text)
+    code, _, err = run_cli(["check"])
+    assert code == 2, err
+    match = re.fullmatch(
+        r"mbcompile: error: pyproject\.toml:(\d+): invalid TOML: nested too deeply "
+        r"to read\n",
+        err,
+    )
+    assert match, err
+    assert 5 < int(match[1]) < 5005  # the "x = [" line is 5; the last "[" is 5004
 
 
 def test_no_config_or_two_configs(project, tmp_path_factory):

@@ -219,6 +219,24 @@ def _configures(path: Path) -> bool:
     return _TABLE_DECLARED.search(text.decode("utf-8", "replace")) is not None
 
 
+def _first_line_too_deep(text: str) -> int | None:
+    """The first line by which tomllib runs out of stack: the shortest run of
+    leading lines that still raises RecursionError (found by bisection)."""
+    lines = text.splitlines(keepends=True)
+    low, high = 0, len(lines)  # lines[:high] raises; lines[:low] does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        try:
+            tomllib.loads("".join(lines[:middle]))
+        except RecursionError:
+            high = middle
+            continue
+        except tomllib.TOMLDecodeError:
+            pass  # a prefix cut inside a value; not too deep yet
+        low = middle
+    return high or None
+
+
 def read(config: str | Path | None = None, cwd: Path | None = None) -> Project:
     """The project configured by `config` (by default the one `cwd` is in)."""
     cwd = Path.cwd() if cwd is None else cwd
@@ -238,6 +256,12 @@ def read(config: str | Path | None = None, cwd: Path | None = None) -> Project:
         line = int(at.group(1)) if at else None
         problem = message[: at.start()].strip() if at else message
         raise SpecError(f"invalid TOML: {problem}", source=shown, line=line) from None
+    except RecursionError:  # tomllib recurses once per level of nested array/table
+        raise SpecError(
+            "invalid TOML: nested too deeply to read",
+            source=shown,
+            line=_first_line_too_deep(text),
+        ) from None
     prefix: tuple = ("tool", "mbcompile") if path.name == PYPROJECT else ()
     table: Any = document
     for key in prefix:
