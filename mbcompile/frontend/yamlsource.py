@@ -173,8 +173,8 @@ def parse(text: str, source: str) -> Located:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         if "maximum nesting depth" in (exc.problem or ""):
-            # libyaml >= 0.2.6 (PyYAML 6.0.4) has its own limit, which its scanner
-            # can reach before _too_deep sees an event; one message either way.
+            # The libyaml in PyYAML 6.0.4's wheels has a limit of its own, which its
+            # scanner can reach before _too_deep sees an event; one message for both.
             raise SpecError(
                 f"document is nested deeper than {MAX_DEPTH} levels",
                 source=source,
