@@ -126,7 +126,8 @@ def _too_deep(text: str) -> yaml.Event | None:
 
 
 class Located:
-    """Plain Python data from a YAML document plus a field-path -> line index."""
+    """Plain Python data from a YAML document (or a project's TOML config) plus a
+    field-path -> line index."""
 
     def __init__(self, data: Any, lines: dict[tuple, int | None], source: str) -> None:
         self.data = data

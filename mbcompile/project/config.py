@@ -49,6 +49,7 @@ from ..compiler import DEFAULT_OUTPUT, model_name
 from ..errors import SpecError, SpecErrors, shorten, shorten_path
 from ..files import FileError, Inputs, read_input
 from ..frontend.load import Override, field_path, fold_bn, override
+from ..frontend.yamlsource import Located
 
 try:
     import tomllib
@@ -268,7 +269,7 @@ def read(config: str | Path | None = None, cwd: Path | None = None) -> Project:
         table = table.get(key) if isinstance(table, dict) else None
     if table is None:
         raise SpecError(f"has no [{'.'.join(prefix)}] table", source=shown)
-    at = _Where(shown, toml_lines(text), prefix)
+    at = _Where(shown, document, text, prefix)
     if not isinstance(table, dict):
         raise at.error((), "must be a table")
     try:
@@ -282,17 +283,16 @@ def read(config: str | Path | None = None, cwd: Path | None = None) -> Project:
     return Project(root, tuple(jobs), {found.id: "the project config"})
 
 
-class _Where:
-    """Errors located in the config: its file, the line, the field's full path."""
+class _Where(Located):
+    """The config's document and lines, as a spec's; errors name its file, the
+    line and the field's full path (below `prefix`, the mbcompile table)."""
 
-    def __init__(self, source: str, lines: dict[tuple, int], prefix: tuple) -> None:
-        self.source, self.lines, self.prefix = source, lines, prefix
+    def __init__(self, source: str, document: Any, text: str, prefix: tuple) -> None:
+        super().__init__(document, toml_lines(text), source)
+        self.prefix = prefix
 
     def line(self, loc: tuple) -> int | None:
-        path = (*self.prefix, *loc)
-        while path not in self.lines and path:
-            path = path[:-1]
-        return self.lines.get(path)
+        return self.line_of((*self.prefix, *loc))
 
     def error(self, loc: tuple, message: str) -> SpecError:
         field = field_path((*self.prefix, *loc)) or None
