@@ -23,10 +23,13 @@ import mbcompile
 from helpers import (
     ROOT,
     SPECS,
+    expects_pixels,
     keras_weighted_layers,
     random_images,
+    randomize_keras,
     randomize_torch,
     run_cli,
+    run_keras,
 )
 from mbcompile import api, compiler
 
@@ -231,25 +234,15 @@ def test_live_model_takes_build_model_arguments():
 
 
 def test_live_keras_model_is_the_committed_one():
-    import keras
-
     committed = import_committed("keras", "v3_small").build_model()
     live = mbcompile.build_model(SPECS / "v3_small.yaml", "keras")
     names = [layer.name for layer in keras_weighted_layers(committed)]
     assert [layer.name for layer in keras_weighted_layers(live)] == names
-    rng = np.random.default_rng(0)
-    weights = [
-        rng.standard_normal(w.shape).astype("float32") * 0.05
-        for w in committed.get_weights()
-    ]
-    weights = [np.abs(w) + 0.5 if w.ndim == 1 else w for w in weights]  # safe variances
-    committed.set_weights(weights)
-    live.set_weights(weights)
-    images = rng.uniform(0, 255, (2, 224, 224, 3)).astype("float32")
-    assert np.array_equal(
-        keras.ops.convert_to_numpy(live(images, training=False)),
-        keras.ops.convert_to_numpy(committed(images, training=False)),
-    )
+    graph = compiler.load_and_expand(SPECS / "v3_small.yaml")[1]
+    images = random_images(graph, pixels=expects_pixels(graph))
+    randomize_keras(committed, images.transpose(0, 2, 3, 1))
+    live.set_weights(committed.get_weights())
+    assert np.array_equal(run_keras(live, images), run_keras(committed, images))
 
 
 # ------------------------------------------------------------------------- typing
