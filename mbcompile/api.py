@@ -78,8 +78,9 @@ def generate_source(
 ) -> str:
     """The source text `mbcompile SPEC --backend BACKEND` writes."""
     if backend not in compiler.BACKENDS:
+        expected = " or ".join(repr(b) for b in compiler.BACKENDS)
         raise SpecError(
-            f"unknown backend {shorten(repr(backend))}; expected 'keras' or 'torch'"
+            f"unknown backend {shorten(repr(backend))}; expected {expected}"
         )
     return compiler.generate(_graph(spec, overrides, fold_bn), backend)
 
