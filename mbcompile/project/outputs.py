@@ -104,9 +104,14 @@ def write(found: Expected) -> tuple[list[Output], list[Output]]:
 
 def _current(out: Output) -> bytes | None:
     try:
-        return read_input(out.path, out.shown, MAX_FILE_BYTES, "a generated file").data
+        return _read(out)
     except FileError:
         return None
+
+
+def _read(out: Output) -> bytes:
+    """The file on disk where `out` goes (FileError if it is not a readable file)."""
+    return read_input(out.path, out.shown, MAX_FILE_BYTES, "a generated file").data
 
 
 # ---------------------------------------------------------------------- checking
@@ -133,7 +138,7 @@ def check(found: Expected) -> list[Finding]:
 
 def _compare(out: Output) -> Finding | None:
     try:
-        data = read_input(out.path, out.shown, MAX_FILE_BYTES, "a generated file").data
+        data = _read(out)
     except MissingFile:
         return Finding(out.shown, "missing", "not generated yet, or deleted")
     except FileError as exc:
