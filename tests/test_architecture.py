@@ -17,6 +17,7 @@ from mbcompile.backends import naming
 from mbcompile.frontend import conventions, schema
 from mbcompile.frontend.model import StageRow
 from mbcompile.ir.blocks import BLOCK_TYPES, ROW_MODELS
+from mbcompile.ir.blocks.base import HELPERS
 
 PACKAGE = ROOT / "mbcompile"
 
@@ -144,6 +145,52 @@ def test_every_registered_block_type_is_complete():
         assert block.colour.startswith("#") and colour(name) == block.colour
     colours = [b.colour for b in BLOCK_TYPES.values()]
     assert len(set(colours)) == len(colours), "block types share a colour"
+
+
+def _names_tested(path: Path, names: set[str]) -> list[str]:
+    """Registered names that the code of `path` spells out anywhere but in a table
+    (as a key or value of a dict literal): comparisons, `in` tests, subscripts."""
+    tree = ast.parse(path.read_text())
+    tables = {
+        id(item)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Dict)
+        for item in (*node.keys, *node.values)
+    }
+    return [
+        f"{path.name}:{node.lineno}: {node.value!r}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and node.value in names
+        and id(node) not in tables
+    ]
+
+
+def test_backends_ask_units_instead_of_testing_their_names():
+    """Adding a block type never edits a backend: backends read what each block
+    type declares (its template, classes, helpers), never test which one it is.
+    (`classifier` is also a block's role, which backends do read.)"""
+    rows = [BLOCK_TYPES[name] for name in ROW_MODELS]
+    names = {t.name for t in rows} | {t.template for t in rows}
+    found = []
+    for path in sorted((PACKAGE / "backends").glob("*.py")):
+        found += _names_tested(path, names)
+    assert not found
+    for block in BLOCK_TYPES.values():
+        assert block.helpers <= set(HELPERS), block.name
+
+
+def test_the_name_test_finds_a_name_test(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        'table = {"mobile_attention": 1, "style": "conv_bn_act"}\n'
+        'uses = "mobile_attention" in templates\n'
+        'name = names["conv_bn_act"]\n'
+    )
+    assert _names_tested(probe, set(BLOCK_TYPES)) == [
+        "probe.py:2: 'mobile_attention'",
+        "probe.py:3: 'conv_bn_act'",
+    ]
 
 
 def test_a_block_type_no_reference_names_needs_no_naming_entry():

@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..analysis.cost import block_name
+from ..ir.blocks import BLOCK_TYPES
 from ..ir.blocks.base import Spatial
 from ..ir.graph import Graph
 from . import naming
-from .render import BlockView, block_views, options, spell_padding
+from .render import BlockView, block_views, helpers_needed, options, spell_padding
 
 # Initialisers each scheme passes to the layers it creates (see the model
 # template's definitions; "keras" keeps Keras' own defaults, as keras.applications).
@@ -76,7 +77,7 @@ def layer_names(graph: Graph) -> list[str]:
                 if part == "logits"
                 else (hidden_bn if part.endswith("bn") else hidden)
             )
-        elif block.type == "conv_bn_act":
+        elif BLOCK_TYPES[block.type].named_by_call:
             found.append(view_names(view, names)[part == "bn"])
         else:
             found.append(
@@ -96,8 +97,9 @@ def block_id(b: BlockView, names: dict[str, Any]) -> int | str:
 
 
 def view_names(b: BlockView, names: dict[str, Any]) -> tuple[str, str]:
-    """(conv, bn) names of a conv_bn_act stage-table row."""
-    patterns = names["conv_bn_act"]
+    """(conv, bn) names of a stage-table row whose helper is named by its calls
+    (`BlockType.named_by_call`), from its template's naming table."""
+    patterns = names[b.template]
     return tuple(
         naming.fill(patterns[part], block_id=block_id(b, names))
         for part in ("conv", "bn")
@@ -118,7 +120,7 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
             b.x["block_id"] = block_id(b, names)
         if b.role in ("stem", "head"):
             b.x["names"] = names[b.role]
-        elif b.type == "conv_bn_act":  # a stage-table row
+        elif BLOCK_TYPES[b.type].named_by_call:  # a stage-table row
             b.x["names"] = view_names(b, names)
     conventions = net.conventions
     shared = options(graph, ctx["blocks"])
@@ -132,7 +134,7 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
         "names": names,
         "m": {
             **shared,
-            "uses_ops": "mobile_attention" in ctx["templates"],  # keras.ops
+            "uses_ops": "keras_ops" in helpers_needed(ctx["templates"]),
             "init": {
                 "scheme": conventions.initialization,
                 **INITIALIZERS[conventions.initialization],

@@ -187,6 +187,13 @@ def options(graph: Graph, blocks: list[BlockView]) -> dict[str, Any]:
     }
 
 
+def helpers_needed(templates) -> set[str]:
+    """The shared helpers (`BlockType.helpers`) that the block types rendered by
+    `templates` ask for."""
+    wanted = [t.helpers for t in BLOCK_TYPES.values() if t.template in templates]
+    return set().union(*wanted)
+
+
 def keywords_used(blocks: list[BlockView], macros: dict) -> dict[str, set[str]]:
     """Template -> the keyword arguments its calls pass (read off the calls)."""
     used: dict[str, set[str]] = {t: set() for t in macros}

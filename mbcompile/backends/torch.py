@@ -9,7 +9,7 @@ from ..ir.blocks import BLOCK_TYPES
 from ..ir.blocks.base import Spatial
 from ..ir.graph import Graph
 from . import naming
-from .render import environment, options, spell_padding
+from .render import environment, helpers_needed, options, spell_padding
 
 # Activation modules as torchvision and timm build them: in place where PyTorch can
 # (it saves a copy of every activation map, ~15% of V2's eager latency).
@@ -54,13 +54,18 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
         b.x["shape"] = shape_comment(b.shape)
     names = naming.torch_names(net.conventions, net.family)
     timm = names["style"] == "timm"
-    fold_bn = net.fold_batch_norm
-    class_names = {t.template: t.class_name for t in BLOCK_TYPES.values()}
-    conv_class = "ConvAct" if fold_bn and not timm else class_names["conv_bn_act"]
-    class_names["conv_bn_act"] = conv_class
+    folded = net.fold_batch_norm and not timm  # torchvision's classes renamed
+    class_names = {
+        t.template: (folded and t.folded_class_name) or t.class_name
+        for t in BLOCK_TYPES.values()
+    }
+    # torchvision's layout builds its blocks from the stem's conv-bn-act class.
+    stem = next(b for b in blocks if b.role == "stem")
+    conv_class = class_names[stem.template]
     templates = ctx["templates"]
     if timm:  # stem and head are attributes of the model, not block calls
         templates = list(dict.fromkeys(b.template for b in blocks if b.role == "stage"))
+    helpers = helpers_needed(templates)
     stages: dict[int, list] = {}
     for b in blocks:
         if b.role == "stage":
@@ -78,13 +83,13 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
             "names": names,
             "uses_drop_path": "drop_path" in kinds,
             "uses_layer_scale": "scale" in kinds,
-            "uses_convnormact": timm and "universal_inverted_residual" in templates,
-            # timm's conv, batch-norm and activation helpers: its blocks and
-            # attention are built from them
-            "uses_timm_layers": timm or "mobile_attention" in templates,
+            "uses_convnormact": timm and "conv_norm_act" in helpers,
+            # timm's conv, batch-norm and activation helpers: its blocks (and
+            # blocks that ask for them) are built from them
+            "uses_timm_layers": timm or "timm_layers" in helpers,
             "se_modules": SE_MODULES,
             "init": net.conventions.initialization,
-            "uses_attention": "mobile_attention" in templates,
+            "uses_attention": "attention_init" in helpers,
         },
         "timm": timm,
         "templates": templates,

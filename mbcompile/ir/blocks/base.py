@@ -36,6 +36,26 @@ class BlockType:
     template: str  # templates/<backend>/blocks/<template>.py.j2
     class_name: str  # the generated PyTorch class
     colour: str  # fill colour in diagrams and plots
+    # Shared helpers its generated code calls besides its own, by name; a backend
+    # emits those it knows once for the network (see HELPERS).
+    helpers: frozenset[str] = frozenset()
+    # The PyTorch class in torchvision's layout once batch norm is folded, where its
+    # name says "BN" (conv_bn_act: ConvAct); None: class_name in every form.
+    folded_class_name: str | None = None
+    # Its Keras helper takes the names of its layers from each call (`names=(conv,
+    # bn)`), as the stem and the head's conv call it, instead of naming them after
+    # its block id.
+    named_by_call: bool = False
+
+
+# The shared helpers a block type may ask for (`BlockType.helpers`), and what each
+# backend emits for them.
+HELPERS = {
+    "timm_layers": "PyTorch: timm's conv2d, norm_act and BatchNormAct, in any layout",
+    "conv_norm_act": "PyTorch, timm's layout: its ConvNormAct (attributes conv, bn)",
+    "attention_init": "PyTorch: attention projections initialised xavier-uniform",
+    "keras_ops": "Keras: `from keras import ops`, for what no layer computes",
+}
 
 
 # ----------------------------------------------------------------- the context

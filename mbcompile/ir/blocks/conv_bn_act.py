@@ -57,4 +57,6 @@ BLOCK = BlockType(
     template="conv_bn_act",
     class_name="ConvBNAct",
     colour="#d9d9d9",
+    folded_class_name="ConvAct",
+    named_by_call=True,
 )

@@ -152,4 +152,5 @@ BLOCK = BlockType(
     template="mobile_attention",
     class_name="MobileAttention",
     colour="#f2a6c8",
+    helpers=frozenset({"timm_layers", "attention_init", "keras_ops"}),
 )

@@ -169,4 +169,5 @@ BLOCK = BlockType(
     template="universal_inverted_residual",
     class_name="UniversalInvertedResidual",
     colour="#c9b3e6",
+    helpers=frozenset({"conv_norm_act"}),
 )
