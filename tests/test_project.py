@@ -522,11 +522,11 @@ def test_toml_lines_point_at_tables_keys_and_array_entries():
     assert lines[(*t, "targets", 1, "set", "resolution")] == 19
 
 
-def test_the_readme_config_works_as_written(project):
-    """The config shown in README's "Generated code in your repository"."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Generated code in your repository") :]
-    text = section[section.index("```toml\n") + 8 : section.index("```\n", 8)]
+def test_the_documented_config_works_as_written(project):
+    """The config shown in docs/project.md ("Generated code in your repository")."""
+    page = (ROOT / "docs" / "project.md").read_text()
+    start = page.index("```toml\n") + 8
+    text = page[start : page.index("```\n", start)]
     shutil.copytree(SPECS, project / "specs", dirs_exist_ok=True)
     (project / "pyproject.toml").write_text(text)
     code, _, err = run_cli(["generate"])
