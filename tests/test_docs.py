@@ -12,6 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
 import pytest
 
 import docs_examples
@@ -293,3 +298,19 @@ def test_the_harness_fails_each_kind_of_broken_block(tmp_path, block, message):
     page.write_text("# Broken\n\n" + block)
     with pytest.raises(docs_examples.ExampleFailed, match=message):
         docs_examples.run_page(page, tmp_path / "run", page="page.md")
+
+
+def test_the_version_has_one_home_and_the_changelog_names_it():
+    """pyproject.toml reads the version from mbcompile/version.py; CHANGELOG.md has
+    an Unreleased section and then the current version's."""
+    from mbcompile import __version__
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"]
+    assert project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["hatch"]["version"]["path"] == "mbcompile/version.py"
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert re.findall(r"^## \[([^\]]+)\]", changelog, re.M)[:2] == [
+        "Unreleased",
+        __version__,
+    ]
