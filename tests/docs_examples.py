@@ -6,6 +6,10 @@ every command of a block must succeed) and this environment's `mbcompile` and
 `python`; Python blocks in one Python process per page (one namespace, so a block
 may use what an earlier one defined; the folder is on `sys.path`, so
 `from generated.torch.v2 import build_model` imports what a shell block generated).
+A shell block of plain `mbcompile ...` commands (no pipes, redirections or other
+programs) runs each command through `mbcompile.cli.main`, the `mbcompile` command's
+own entry point, in that Python process: the same code, its exit code and output
+checked the same way, without starting Python again for every command.
 `yaml`, `toml` and `json` blocks are parsed. Other blocks (`text`, output without a
 language, `mermaid`) are not examples.
 
@@ -24,10 +28,13 @@ what else to do with it; several may stand one after another:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import multiprocessing
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -134,7 +141,15 @@ def _worker(conn, folder: str) -> None:
     sys.path[:0] = [folder, str(ROOT), str(ROOT / "tests")]
     namespace: dict = {"__name__": "__main__"}
     while (message := conn.recv()) is not None:
-        where, code = message
+        kind, where, code = message
+        if kind == "mbcompile":
+            from mbcompile.cli import main
+
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                status = main(code)
+            conn.send((status, out.getvalue()[-2000:] + err.getvalue()[-3000:]))
+            continue
         try:
             exec(compile(code, where, "exec"), namespace)
             conn.send(None)
@@ -159,7 +174,8 @@ class Page:
         self.process = None
         self.conn = None
 
-    def python(self, where: str, code: str) -> None:
+    def _ask(self, kind: str, where: str, code: str | list[str]) -> object:
+        """Runs Python code, or an `mbcompile` argument list, in the page's process."""
         if self.process is None:
             context = multiprocessing.get_context("spawn")
             self.conn, child = context.Pipe()
@@ -167,16 +183,26 @@ class Page:
                 target=_worker, args=(child, str(self.folder)), daemon=True
             )
             self.process.start()
-        self.conn.send((where, code))
+        self.conn.send((kind, where, code))
         if not self.conn.poll(TIMEOUT):
-            raise ExampleFailed(
-                f"{where}: Python example still running after {TIMEOUT} s"
-            )
-        error = self.conn.recv()
+            raise ExampleFailed(f"{where}: example still running after {TIMEOUT} s")
+        return self.conn.recv()
+
+    def python(self, where: str, code: str) -> None:
+        error = self._ask("python", where, code)
         if error is not None:
             raise ExampleFailed(f"{where}: Python example failed:\n{error}")
 
     def shell(self, where: str, code: str) -> None:
+        commands = _mbcompile_commands(code)
+        if commands is not None:
+            for argv in commands:
+                status, output = self._ask("mbcompile", where, argv)
+                if status != 0:
+                    raise ExampleFailed(
+                        f"{where}: shell example exited {status}:\n{output}"
+                    )
+            return
         try:
             result = subprocess.run(
                 ["bash", "-eu", "-o", "pipefail", "-c", code],
@@ -201,6 +227,23 @@ class Page:
             self.process.join(30)
             if self.process.is_alive():
                 self.process.kill()
+
+
+PLAIN = re.compile(r"[\w./@=,:{}+-]+")
+
+
+def _mbcompile_commands(code: str) -> list[list[str]] | None:
+    """The argument lists of a block made only of plain `mbcompile` commands (one a
+    line, a backslash continuing one, `#` comments); None for anything else."""
+    commands = []
+    for line in code.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        if not words:
+            continue
+        if words[0] != "mbcompile" or not all(map(PLAIN.fullmatch, words)):
+            return None
+        commands.append(words[1:])
+    return commands
 
 
 def _parse(example: Example, text: str | None = None):

@@ -132,6 +132,7 @@ def test_a_broken_anchor_fails_the_build(tmp_path):
     """The strict build can fail: a link to a heading that does not exist."""
     shutil.copytree(ROOT / "docs", tmp_path / "docs")
     shutil.copy(ROOT / "mkdocs.yml", tmp_path)
+    shutil.copy(ROOT / "CHANGELOG.md", tmp_path)  # the changelog page shows it
     page = tmp_path / "docs" / "getting_started.md"
     page.write_text(page.read_text() + "\n[gone](promises.md#no-such-heading)\n")
     result = mkdocs_build("docs", str(tmp_path / "site"), cwd=tmp_path)
