@@ -120,6 +120,6 @@ def test_svg_diagram_without_graphviz_is_a_clear_exit_2(tmp_path, monkeypatch, c
     assert not (tmp_path / "v.svg").exists()
 
 
-def test_committed_readme_picture_exists_and_is_linked():
+def test_committed_docs_picture_exists_and_is_linked():
     assert (ROOT / "docs" / "v2_costs.png").read_bytes().startswith(PNG_MAGIC)
-    assert "docs/v2_costs.png" in (ROOT / "README.md").read_text()
+    assert "(v2_costs.png)" in (ROOT / "docs" / "costs.md").read_text()

@@ -5,7 +5,9 @@ pipeline (`mbcompile.compiler`) and the stages it calls."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from types import ModuleType
 
 from ..errors import (
     EXIT_BAD_INPUT,
@@ -43,7 +45,8 @@ exit codes:
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+def compile_parser() -> argparse.ArgumentParser:
+    """`mbcompile SPEC`: compiling, the command without a subcommand name."""
     commands = "\n".join(
         f"  {name:<9} {help}" for name, (_, help) in SUBCOMMANDS.items()
     )
@@ -103,6 +106,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def subcommand_parser(name: str) -> tuple[argparse.ArgumentParser, ModuleType]:
+    """The parser of `mbcompile NAME` and the module that runs it."""
+    module_name, help_text = SUBCOMMANDS[name]
+    module = importlib.import_module(module_name, __package__)
+    sub = argparse.ArgumentParser(prog=f"mbcompile {name}", description=help_text)
+    module.add_arguments(sub)
+    return sub, module
+
+
 def main(argv: list[str] | None = None) -> int:
     code = _run(argv)
     try:
@@ -117,16 +129,9 @@ def _run(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            import importlib
-
-            module_name, help_text = SUBCOMMANDS[argv[0]]
-            module = importlib.import_module(module_name, __package__)
-            sub = argparse.ArgumentParser(
-                prog=f"mbcompile {argv[0]}", description=help_text
-            )
-            module.add_arguments(sub)
+            sub, module = subcommand_parser(argv[0])
             return module.run(sub.parse_args(argv[1:]))
-        args = _parser().parse_args(argv)
+        args = compile_parser().parse_args(argv)
         from .compile import run
 
         return run(args)

@@ -77,7 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="one more column per spec with these overrides (repeatable)",
     )
     add_overrides_argument(parser, help="override applied to every column (repeatable)")
-    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="output format (default: table)",
+    )
     parser.add_argument(
         "--plot",
         metavar="PATH",

@@ -13,7 +13,12 @@ from .options import add_overrides_argument, add_spec_argument
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_spec_argument(parser)
     add_overrides_argument(parser)
-    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="report format (default: table)",
+    )
     parser.add_argument(
         "--explain",
         action="store_true",

@@ -17,8 +17,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "weights file (.weights.h5; legacy .h5 accepted as input) for a spec."
     )
     parser.add_argument("spec", help="path to the spec YAML file the weights fit")
-    parser.add_argument("--from", dest="source", required=True, metavar="PATH")
-    parser.add_argument("--to", dest="target", required=True, metavar="PATH")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="PATH",
+        help="the weights to read: a PyTorch state_dict (.pt, .pth) or a Keras "
+        "weights file (.weights.h5, legacy .h5)",
+    )
+    parser.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        metavar="PATH",
+        help="the file to write, in the other framework's format (.pt, .pth or "
+        ".weights.h5)",
+    )
     add_overrides_argument(
         parser, help="override a spec value, exactly as for compiling (repeatable)"
     )

@@ -7,6 +7,7 @@ expansion stage reads only the resolved `Conventions`, never the profile name.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -117,6 +118,13 @@ _PROFILE_TABLE: dict[str, dict[str, Any]] = {
         "initialization": "timm",
     },
 }
+
+
+def profile_values() -> dict[str, dict[str, Any]]:
+    """Each profile's values, {family: value, "default": value} where they differ
+    per family (a copy: for documentation)."""
+    return copy.deepcopy(_PROFILE_TABLE)
+
 
 FIELD_NAMES = tuple(f.name for f in fields(Conventions) if f.name != "profile")
 

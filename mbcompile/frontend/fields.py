@@ -99,7 +99,11 @@ class Strict(BaseModel):
     # No inf/nan: they pass range checks like `> 0` and then break the arithmetic
     # or the generated code.
     model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, allow_inf_nan=False
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        allow_inf_nan=False,
+        use_attribute_docstrings=True,  # a field's docstring is its description
     )
 
 

@@ -51,20 +51,58 @@ class ConventionsSpec(Strict):
     """A named profile plus optional per-field overrides (see conventions.py)."""
 
     profile: Literal[PROFILES]  # type: ignore[valid-type]
+    """The reference library whose conventions apply: `torchvision`,
+    `keras_applications` or `timm`. Every other key overrides one of the profile's
+    values; an absent one keeps the profile's value for the spec's family."""
     stride2_padding: Literal["symmetric", "same", "end"] | None = None
+    """Padding of stride-2 convolutions: `symmetric`, (k-1)//2 on each side; `same`,
+    TensorFlow's SAME (the extra pixel, if any, at the bottom/right); `end`, always
+    (k//2 - 1, k//2), keras.applications' fixed MobileNet V1 pad."""
     stem_padding: Literal["symmetric", "same", "end"] | None = None
+    """Padding of the stem convolution, in the words of `stride2_padding`."""
     bn_epsilon: Positive | None = None
+    """Batch norm epsilon."""
     bn_momentum: Ratio | None = None
+    """Batch norm momentum in PyTorch's convention (Keras' momentum is 1 minus it)."""
     width_rounding: Literal["round", "truncate", "truncate_stages"] | None = None
+    """How widths are scaled by `width_multiplier`: `round`, make_divisible(c ×
+    width); `truncate`, int(c × width) first, in every layer (keras.applications'
+    V1); `truncate_stages`, truncated for stage-table outputs only
+    (keras.applications' V2: not the stem and head)."""
     expansion_rounding: Literal["round", "floor", "divisible"] | None = None
+    """Expanded widths of ratio rows: `round`, int(round(in × t)) (torchvision);
+    `floor`, in × t (keras.applications); `divisible`, make_divisible(in × t)
+    whatever the width multiplier (timm)."""
     expanded_size: Literal["scale", "ratio"] | None = None
+    """Absolute expanded sizes (`exp`): `scale`, make_divisible(exp × width);
+    `ratio`, make_divisible(in × exp / in_table), the table's ratio applied to the
+    actual input."""
     expand_conv: Literal["when_needed", "except_first", "always"] | None = None
+    """When a block has its 1×1 expansion: `when_needed`, when it changes the width
+    (torchvision: t ≠ 1 for ratio rows, expanded ≠ input for absolute sizes);
+    `except_first`, every block but the first (keras.applications); `always` (timm)."""
     stem_width: Literal["scaled", "fixed"] | None = None
+    """The stem's width: `scaled` by `width_multiplier`, or `fixed`."""
     head_width: Literal["scaled", "scaled_above_one", "fixed"] | None = None
+    """The head conv's width: `scaled` by `width_multiplier`, `scaled_above_one`
+    (only when the multiplier exceeds 1), or `fixed`."""
     se_rounding: Literal["floor", "exact", "round"] | None = None
+    """Squeeze widths from width × ratio: make_divisible of it truncated (`floor`) or
+    exact (`exact`), or Python's round of it without a divisor (`round`: timm's
+    EfficientNet, MnasNet and LCNet)."""
     classifier: Literal["linear", "conv1x1", "conv_head"] | None = None
+    """The classifier's layers: `linear` (Dense / nn.Linear), `conv1x1`
+    (keras.applications: the hidden and logits layers as 1×1 convs on the pooled map)
+    or `conv_head` (timm: the hidden layer a 1×1 conv on the pooled map, the logits a
+    Linear)."""
     input_rescaling: bool | None = None
+    """Keras V3's Rescaling(1/127.5, offset=-1) at the input, for pixels in [0, 255]."""
     initialization: Literal["torchvision", "timm", "keras"] | None = None
+    """How `build_model()` initialises weights: `torchvision` (kaiming-normal fan-out
+    convolutions, N(0, 0.01) linear layers), `timm` (TensorFlow's EfficientNet
+    scheme: N(0, sqrt(2 / fan_out)) convolutions counting groups, U(±1/sqrt(out))
+    classifier, xavier-uniform attention projections) or `keras` (glorot-uniform
+    kernels, Keras' layer defaults); batch norm always ones and zeros."""
 
     @model_validator(mode="before")
     @classmethod
@@ -77,9 +115,14 @@ class StemSpec(Strict):
     """The first conv-bn-act."""
 
     c: Channels
+    """Output channels of the first convolution (scaled as the conventions'
+    `stem_width` says)."""
     k: Kernel = 3
+    """Kernel size (odd, 1–11)."""
     s: Stride = 2
+    """Stride: 1 or 2."""
     act: Activation = "relu6"
+    """Activation after its batch norm."""
 
 
 # A stage-table row: one of the registered row models, told apart by `block:`.
@@ -107,19 +150,26 @@ STAGE_ITEM_TAGS = ("row", "group")
 class SqueezeExciteSpec(Strict):
     """How every squeeze-excite of the network is built (rows switch it on with `se`)."""
 
-    act: Activation = "relu"  # between the two 1x1 convs
+    act: Activation = "relu"
+    """Activation between the two 1×1 convolutions."""
     gate: Literal["hardsigmoid", "sigmoid"] = "hardsigmoid"
-    # Squeeze width as se_ratio of the block's expanded width (MobileNetV3) or of its
-    # input (EfficientNet, MnasNet: se_ratio / t of the expanded width).
+    """The gate that scales the channels: `hardsigmoid` or `sigmoid`."""
     width_from: Literal["expanded", "input"] = "expanded"
+    """The squeeze width is `se_ratio` of the block's expanded width (`expanded`,
+    MobileNetV3) or of its input (`input`, EfficientNet and MnasNet: se_ratio / t of
+    the expanded width); rounded by the conventions' `se_rounding`."""
 
 
 class HeadConvSpec(Strict):
     """The last 1x1 conv-bn-act: absolute channels `c`, or `t` times its input."""
 
     c: Channels | None = None
+    """Output channels of the last 1×1 conv-bn-act (scaled as the conventions'
+    `head_width` says). Give `c` or `t`."""
     t: Positive | None = None
+    """Its width as t × its input width instead of `c`."""
     act: Activation = "relu6"
+    """Activation after its batch norm."""
 
     @model_validator(mode="after")
     def _one_size(self) -> HeadConvSpec:
@@ -132,15 +182,23 @@ class HiddenSpec(Strict):
     norm (and then no bias) where `norm` (MobileNetV4's head)."""
 
     c: Channels
+    """Width of the hidden fully connected layer between pooling and the logits."""
     act: Activation = "hardswish"
+    """Its activation."""
     norm: bool = False
+    """Batch norm after the hidden layer, which then has no bias (MobileNetV4's
+    head)."""
 
 
 class HeadSpec(Strict):
     conv: HeadConvSpec | None = None
-    pool: Literal["avg", "max", "none"] = "avg"  # "none": only with include_top: false
+    """The last 1×1 conv-bn-act, before pooling; none: no such convolution."""
+    pool: Literal["avg", "max", "none"] = "avg"
+    """Global pooling: `avg`, `max`, or `none` (only with `include_top: false`)."""
     hidden: HiddenSpec | None = None
+    """A hidden fully connected layer before the logits (MobileNet V3); none: none."""
     dropout: Ratio = 0.0
+    """Dropout rate before the logits (0 ≤ rate < 1)."""
 
 
 def _tap(v: int | str) -> int | str:
@@ -174,33 +232,69 @@ FeatureTaps = Annotated[
 
 class Spec(Strict):
     name: Identifier
+    """The network's name in the generated code and reports: a Python identifier of
+    at most 64 characters."""
     family: Literal[FAMILIES]  # type: ignore[valid-type]
+    """The paper the network follows: `v1`, `v2`, `v3`, `v4`, `efficientnet`,
+    `mnasnet`, `lcnet` or `fbnet`. The conventions profiles give some values per
+    family."""
     resolution: Annotated[int, Field(ge=1, le=4096)]
+    """Input height and width in pixels (1–4096): shapes, MACs and TensorFlow SAME
+    padding are computed for it."""
     in_channels: Annotated[int, Field(ge=1, le=64)] = 3
+    """Channels of the input images (1–64)."""
     num_classes: Annotated[int, Field(ge=1, le=100_000)]
+    """Classes of the classifier: the width of the logits (1–100,000)."""
     width_multiplier: Annotated[float, Field(gt=0, le=8)] = 1.0
-    # MobileNet V1's depthwise channel multiplier (keras.applications' name).
+    """Scales every width (MobileNet's α), rounded to multiples of `channel_divisor`
+    as the conventions' `width_rounding` says."""
     depth_multiplier: Annotated[int, Field(ge=1, le=8)] = 1
-    # EfficientNet's compound depth scaling: a stage of n blocks repeats ceil(n * d)
-    # times (over a group of rows, the extra repeats go to its last rows, as timm).
+    """MobileNet V1's depthwise channel multiplier (keras.applications' name): each
+    depthwise convolution outputs this many channels per input channel.
+    EfficientNet's depth scaling is `depth_coefficient`."""
     depth_coefficient: Annotated[float, Field(gt=0, le=8)] = 1.0
+    """EfficientNet's compound depth scaling: a stage of n blocks becomes ceil(n ×
+    d); over a list of rows, the extra repeats go to its last rows first, each row
+    keeping at least one (timm's rule)."""
     channel_divisor: Annotated[int, Field(ge=1, le=256)] = 8
+    """Channels are rounded to multiples of this (never more than 10% below the exact
+    width)."""
     conventions: ConventionsSpec
-    # Backbone use: no classifier, dilation instead of stride, named feature outputs.
+    """Whose conventions the network follows: a profile name (`torchvision`,
+    `keras_applications`, `timm`), or a profile with single values overridden."""
     include_top: bool = True
-    # Inference form: batch norm folded into the preceding convolution's bias
-    # (`mbcompile weights --fold-bn` converts trained weights to it).
+    """`false`: no classifier; the output is the last feature map, pooled by
+    `head.pool` (a backbone)."""
     fold_batch_norm: bool = False
+    """The inference form: batch norm folded into the preceding convolution's bias
+    (`--fold-bn`; `mbcompile weights --fold-bn` converts trained weights to it)."""
     output_stride: Literal[8, 16, 32] | None = None
+    """8 or 16: later strides become 1 and their dilation grows instead, from the
+    block that would have strided on (torchvision's dilated MobileNetV3 for
+    segmentation)."""
     features: FeatureTaps | None = None
-    # Stochastic depth: residual branches dropped in training, at rates rising
-    # linearly from 0 at the first stage-table block to this (timm's rule).
+    """Named feature outputs: `strideN` is the last block at total stride N, an
+    integer a block index (0 = stem); `each_stride` taps the last block of every
+    resolution. Needs `include_top: false`; nothing after the last tap is built, and
+    taps are never pooled."""
     drop_path_rate: Ratio = 0.0
+    """Stochastic depth: in training, the residual branch of a block is dropped per
+    sample at drop_path_rate × index / blocks (the index of the stage-table block
+    from 0, as timm), kept ones scaled by 1/(1 − rate); inference is unchanged.
+    PyTorch: a `DropPath` module; Keras: `Dropout(rate, noise_shape=(None, 1, 1, 1))`."""
     squeeze_excite: SqueezeExciteSpec = SqueezeExciteSpec()
+    """How every squeeze-excite of the network is built; rows switch it on with `se`."""
     block: Literal[ROW_TYPES] | None = None  # type: ignore[valid-type]
+    """The block type of the stage rows that do not name one."""
     stem: StemSpec
+    """The first convolution, with batch norm and activation."""
     stages: Annotated[list[StageItem], Field(min_length=1, max_length=256)]
+    """The stage table: each item is a row (a block type repeated `n` times) or a
+    list of rows that form one stage (timm builds each as one nn.Sequential:
+    `blocks.<stage>.<block>`)."""
     head: HeadSpec
+    """What follows the stages: the last 1×1 convolution, pooling, a hidden layer and
+    dropout before the classifier."""
 
     @field_validator("features")
     @classmethod

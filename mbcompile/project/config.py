@@ -201,8 +201,8 @@ def find(start: Path) -> Path:
             return found[0]
     raise SpecError(
         f"no project config here or in a folder above: add a [tool.mbcompile] "
-        f"table to {PYPROJECT} or an {CONFIG_FILE} (README: Generated code in your "
-        "repository), or name one with --config",
+        f"table to {PYPROJECT} or an {CONFIG_FILE} (docs/project.md), or name one "
+        "with --config",
         source=shorten_path(start),
     )
 

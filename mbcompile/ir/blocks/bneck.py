@@ -27,17 +27,34 @@ class BneckRow(RowModel):
     """MobileNet V3 row: kernel, expanded size, out channels, SE, activation, stride."""
 
     block: Literal["bneck"]
+    """The row's block type; default: the spec's top-level `block`."""
     k: Kernel
+    """Kernel size of the depthwise convolution (the paper's table: kernel)."""
     exp: Channels
+    """Expanded width in channels (exp size), scaled as the conventions'
+    `expanded_size` says."""
     c: Channels
+    """Output channels (#out), before width_multiplier."""
     se: bool
+    """Squeeze-excite (SE) after the depthwise convolution."""
     act: Activation
+    """Activation (NL) after the expansion and the depthwise convolution."""
     s: StrideField
+    """Stride of the row's first block: 1 or 2."""
     n: Repeats = 1
+    """How many blocks the row stands for; the first one strides, the others keep the
+    size."""
     se_ratio: SeRatio = 0.25
+    """Squeeze width as this ratio of the width `squeeze_excite.width_from` names
+    (0–1)."""
     dilation: Dilation = 1
+    """Dilation of the spatial convolution (1–16; needs `s: 1`)."""
     residual: bool = True
-    expand: bool | None = None  # the 1x1 expansion exists (default: conventions)
+    """The shortcut (add the input) where stride 1 and widths allow; `false` drops
+    it."""
+    expand: bool | None = None
+    """Whether the 1×1 expansion exists; none: the conventions' `expand_conv`
+    decides."""
 
 
 def resolve(ctx: Context, row: BneckRow, stride: int, size) -> inverted_residual.Params:

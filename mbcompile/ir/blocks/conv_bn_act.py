@@ -17,12 +17,20 @@ class ConvBnActRow(RowModel):
     """A plain stage: k x k conv (no bias), batch norm, activation; n times."""
 
     block: Literal["conv_bn_act"]
+    """The row's block type; default: the spec's top-level `block`."""
     c: Channels
+    """Output channels (before width_multiplier)."""
     n: Repeats = 1
+    """How many blocks the row stands for; the first one strides, the others keep the
+    size."""
     s: StrideField = 1
+    """Stride of the row's first block: 1 or 2."""
     k: Kernel = 3
+    """Kernel size (odd, 1–11)."""
     act: Activation = "relu6"
+    """Activation after batch norm."""
     dilation: Dilation = 1
+    """Dilation of the spatial convolution (1–16; needs `s: 1`)."""
 
 
 @dataclass(frozen=True)

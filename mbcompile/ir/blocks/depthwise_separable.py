@@ -31,16 +31,33 @@ class DepthwiseSeparableRow(RowModel):
     """MobileNet V1 row: depthwise k x k (+BN+act), then pointwise 1x1 to c (+BN+act)."""
 
     block: Literal["depthwise_separable"]
+    """The row's block type; default: the spec's top-level `block`."""
     c: Channels
+    """Output channels of the pointwise convolution (before width_multiplier)."""
     n: Repeats = 1
+    """How many blocks the row stands for; the first one strides, the others keep the
+    size."""
     s: StrideField = 1
+    """Stride of the row's first block: 1 or 2."""
     k: Kernel = 3
+    """Kernel size of the depthwise convolution (odd, 1–11)."""
     act: Activation = "relu6"
+    """Activation after the depthwise convolution, and after the pointwise one unless
+    `pw_act: false`."""
     dilation: Dilation = 1
+    """Dilation of the spatial convolution (1–16; needs `s: 1`)."""
     se: bool = False
+    """Squeeze-excite after the depthwise convolution; how it is built is the spec's
+    `squeeze_excite`."""
     se_ratio: SeRatio = 0.25
-    pw_act: bool = True  # the pointwise conv activated too (V1, LCNet)
-    residual: bool = False  # true: add the input where stride 1 and widths agree
+    """Squeeze width as this ratio of the width `squeeze_excite.width_from` names
+    (0–1)."""
+    pw_act: bool = True
+    """`false`: the pointwise convolution is linear (timm's `ds` rows; V1 and LCNet
+    activate it)."""
+    residual: bool = False
+    """`true`: add the input where stride 1 and widths agree; depthwise-separable
+    rows have no shortcut by default."""
 
 
 @dataclass(frozen=True)

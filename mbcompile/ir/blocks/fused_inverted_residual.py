@@ -32,16 +32,30 @@ class FusedInvertedResidualRow(RowModel):
     the expansion keeps the width (t = 1)."""
 
     block: Literal["fused_inverted_residual"]
+    """The row's block type; default: the spec's top-level `block`."""
     t: Positive | None = None
+    """Expansion ratio of the k×k expanding convolution; give `t` or `exp`."""
     exp: Channels | None = None
+    """Expanded width in channels instead of a ratio; give `t` or `exp`."""
     c: Channels
+    """Output channels (before width_multiplier)."""
     n: Repeats = 1
+    """How many blocks the row stands for; the first one strides, the others keep the
+    size."""
     s: StrideField = 1
+    """Stride of the row's first block: 1 or 2."""
     k: Kernel = 3
+    """Kernel size of the full k×k expanding convolution (odd, 1–11)."""
     act: Activation = "relu6"
+    """Activation after the expanding convolution; the projection is linear."""
     dilation: Dilation = 1
+    """Dilation of the spatial convolution (1–16; needs `s: 1`)."""
     residual: bool = True
-    expand: bool | None = None  # default: when the width changes (timm: always)
+    """The shortcut (add the input) where stride 1 and widths allow; `false` drops
+    it."""
+    expand: bool | None = None
+    """Whether the k×k expansion and its 1×1 projection exist (else one k×k
+    conv-bn-act to `c`); none: when the width changes (the timm profile: always)."""
 
     @model_validator(mode="after")
     def _expansion(self) -> FusedInvertedResidualRow:

@@ -40,18 +40,39 @@ class InvertedResidualRow(RowModel):
     """
 
     block: Literal["inverted_residual"]
+    """The row's block type; default: the spec's top-level `block`."""
     t: Positive | None = None
+    """Expansion ratio: the expanded width is t × the input width, rounded by the
+    conventions' `expansion_rounding`. Give `t` or `exp`."""
     exp: Channels | None = None
+    """Expanded width in channels instead of a ratio, scaled by width as the
+    conventions' `expanded_size` says. Give `t` or `exp`."""
     c: Channels
+    """Output channels (before width_multiplier)."""
     n: Repeats = 1
+    """How many blocks the row stands for; the first one strides, the others keep the
+    size."""
     s: StrideField = 1
+    """Stride of the row's first block: 1 or 2."""
     k: Kernel = 3
+    """Kernel size of the depthwise convolution (odd, 1–11)."""
     act: Activation = "relu6"
+    """Activation after the expansion and the depthwise convolution; the projection
+    is linear."""
     se: bool = False
+    """Squeeze-excite after the depthwise convolution; how it is built is the spec's
+    `squeeze_excite`."""
     se_ratio: SeRatio = 0.25
+    """Squeeze width as this ratio of the width `squeeze_excite.width_from` names
+    (0–1)."""
     dilation: Dilation = 1
+    """Dilation of the spatial convolution (1–16; needs `s: 1`)."""
     residual: bool = True
+    """The shortcut (add the input) where stride 1 and widths allow; `false` drops
+    it."""
     expand: bool | None = None
+    """Whether the 1×1 expansion exists, whatever `t` is (FBNet's `t: 1` blocks keep
+    one); none: the conventions' `expand_conv` decides."""
 
     @model_validator(mode="after")
     def _expansion(self) -> InvertedResidualRow:

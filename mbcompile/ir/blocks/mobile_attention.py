@@ -35,17 +35,34 @@ class MobileAttentionRow(RowModel):
     values' downsampling, out channels."""
 
     block: Literal["mobile_attention"]
+    """The row's block type; default: the spec's top-level `block`."""
     heads: Annotated[int, Field(ge=1, le=64)]
+    """Query heads (1–64), sharing one key head and one value head."""
     key_dim: Width
-    value_dim: Width | None = None  # default: key_dim
+    """Width of the key head, and of the value head unless `value_dim` (1–1024)."""
+    value_dim: Width | None = None
+    """Width of the value head; none: `key_dim`."""
     kv_stride: Literal[1, 2] = 1
-    k: Kernel = 3  # of the keys' and values' depthwise downsampling
+    """2: keys and values are downsampled first, by a k×k stride-2 depthwise
+    convolution and batch norm each."""
+    k: Kernel = 3
+    """Kernel size of the keys' and values' depthwise downsampling."""
     query_stride: Literal[1, 2] = 1
+    """2: queries are downsampled by 2×2 average pooling and batch norm, and the
+    attended output upsampled bilinearly back."""
     c: Channels
+    """Output channels of the output projection (before width_multiplier)."""
     n: Repeats = 1
+    """How many blocks the row stands for; the first one strides, the others keep the
+    size."""
     s: Literal[1] = 1
-    layer_scale: Positive | None = None  # initial gamma; none: no layer scale
+    """Stride: attention rows do not stride (1)."""
+    layer_scale: Positive | None = None
+    """Initial per-channel scale of the block's output (MobileNetV4 hybrids: 1e-5);
+    none: no layer scale."""
     residual: bool = True
+    """The shortcut (add the input) where stride 1 and widths allow; `false` drops
+    it."""
 
 
 @dataclass(frozen=True)

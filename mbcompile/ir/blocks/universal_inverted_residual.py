@@ -54,20 +54,40 @@ class UniversalInvertedResidualRow(RowModel):
     expansion `t` (or `exp` channels), out channels, repeats, stride."""
 
     block: Literal["universal_inverted_residual"]
+    """The row's block type; default: the spec's top-level `block`."""
     start: DwKernel = 0
+    """Kernel of the depthwise convolution before the expansion (DW K1); 0: none.
+    Batch norm, no activation."""
     k: DwKernel
+    """Kernel of the middle depthwise convolution, after the expansion (DW K2); 0:
+    none. Batch norm and activation."""
     end: DwKernel = 0
+    """Kernel of the depthwise convolution after the projection; 0: none. Batch norm,
+    no activation."""
     t: Positive | None = None
+    """Expansion ratio: the expanded width is t × the input width, rounded by the
+    conventions' `expansion_rounding`. Give `t` or `exp`."""
     exp: Channels | None = None
+    """Expanded width in channels instead of a ratio, scaled by width as the
+    conventions' `expanded_size` says. Give `t` or `exp`."""
     c: Channels
+    """Output channels (before width_multiplier)."""
     n: Repeats = 1
+    """How many blocks the row stands for; the first one strides, the others keep the
+    size."""
     s: StrideField = 1
+    """Stride of the row's first block: 1 or 2."""
     act: Activation = "relu"
-    # Which depthwise conv strides; by default the middle one, else the start, else
-    # the end one (timm's rule).
+    """Activation after the expansion and the middle depthwise convolution."""
     stride_on: Literal["start", "mid", "end"] | None = None
-    layer_scale: Positive | None = None  # initial gamma; none: no layer scale
+    """Which depthwise convolution strides: `start`, `mid` or `end`; none: the middle
+    one, else the start, else the end one (timm's rule)."""
+    layer_scale: Positive | None = None
+    """Initial per-channel scale of the block's output (MobileNetV4 hybrids: 1e-5);
+    none: no layer scale."""
     residual: bool = True
+    """The shortcut (add the input) where stride 1 and widths allow; `false` drops
+    it."""
 
     @model_validator(mode="after")
     def _parts(self) -> UniversalInvertedResidualRow:
