@@ -4,7 +4,7 @@
 share (the Jinja environment, block views, the common context), naming.py the
 reference libraries' names as data, keras.py and torch.py what one framework needs
 (argument spelling, padding form). weights.py holds the weight layouts between the
-frameworks and BN folding; porting.py runs the frameworks for `mbcompile weights`.
+frameworks and BN folding (mbcompile/checkpoints/ reads and writes weights files).
 """
 
 from __future__ import annotations

@@ -9,14 +9,23 @@ from ..analysis.cost import block_name
 from ..ir.blocks import BLOCK_TYPES
 from ..ir.blocks.base import Spatial
 from ..ir.graph import Graph
+from ..ir.norms import NORMS_BY_KIND
 from . import naming
-from .render import BlockView, block_views, helpers_needed, options, spell_padding
+from .render import (
+    BlockView,
+    block_views,
+    environment,
+    helpers_needed,
+    options,
+    spell_padding,
+)
 
 # Initialisers each scheme passes to the layers it creates (see the model
 # template's definitions; "keras" keeps Keras' own defaults, as keras.applications).
 INITIALIZERS = {
     "torchvision": {
         "conv": "kernel_initializer=conv_init(), ",
+        "grouped": "kernel_initializer=conv_init(), ",  # fan-out k * k * out, as torch
         "depthwise": "depthwise_initializer=depthwise_init(x.shape[-1]), ",
         "dense": "kernel_initializer=dense_init(), ",
         "attention": "kernel_initializer=conv_init(), ",
@@ -24,13 +33,16 @@ INITIALIZERS = {
     },
     "timm": {
         "conv": "kernel_initializer=conv_init(), ",
+        # timm's fan-out of a grouped conv divides by its groups (`groups` in the helper)
+        "grouped": "kernel_initializer=grouped_init(groups), ",
         "depthwise": "depthwise_initializer=conv_init(), ",
         "dense": "kernel_initializer=dense_init({units}), ",
         "attention": "",
         "attention_depthwise": "",
     },
     "keras": dict.fromkeys(
-        ("conv", "depthwise", "dense", "attention", "attention_depthwise"), ""
+        ("conv", "grouped", "depthwise", "dense", "attention", "attention_depthwise"),
+        "",
     ),
 }
 ACTIVATIONS = {
@@ -40,6 +52,7 @@ ACTIVATIONS = {
     "hardsigmoid": 'layers.Activation("hard_sigmoid", name=name)',
     "swish": 'layers.Activation("swish", name=name)',
     "gelu": 'layers.Activation("gelu", name=name)',  # exact: approximate=False
+    "gelu_tanh": "layers.Activation(gelu_tanh, name=name)",  # defined in the file
     "sigmoid": 'layers.Activation("sigmoid", name=name)',
     "identity": "layers.Identity(name=name)",
 }
@@ -49,9 +62,10 @@ def keras_pad(conv: Spatial) -> tuple | None:
     """ZeroPadding2D's ((top, bottom), (left, right)), or None where "same" is exact.
 
     Keras' "same" is symmetric only at stride 1, so every strided conv gets its
-    padding spelled out (TensorFlow's SAME rule, or torchvision's symmetric one).
+    padding spelled out (TensorFlow's SAME rule, or torchvision's symmetric one) —
+    unless it pads nothing (a 2x2 or 1x1 kernel), as "same" then does too.
     """
-    if conv.stride == 1 and conv.centred:
+    if (conv.stride == 1 and conv.centred) or not any(conv.pad):
         return None
     top, bottom, left, right = conv.pad
     return ((top, bottom), (left, right))
@@ -79,12 +93,39 @@ def layer_names(graph: Graph) -> list[str]:
             )
         elif BLOCK_TYPES[block.type].named_by_call:
             found.append(view_names(view, names)[part == "bn"])
+        else:  # a stage-table block by its id; the neck has none
+            number = None if view.number is None else block_id(view, names)
+            found.append(naming.keras_layer_name(names, view.template, part, number))
+    return found
+
+
+# The Keras layer class computing each parametric op kind (a dense op in the
+# "conv1x1" form is a 1x1 Conv2D; a layer scale, a 1x1 DepthwiseConv2D; CondConv's
+# experts, the Dense layer mixing each sample's kernel: templates/keras/layers/).
+LAYER_CLASSES = {
+    "conv": "Conv2D",
+    "dwconv": "DepthwiseConv2D",
+    "condconv": "Dense",
+    "scale": "DepthwiseConv2D",
+    "dense": "Dense",
+}
+
+
+def layer_classes(graph: Graph) -> list[str]:
+    """The class of the Keras layer holding each parametric op, in the IR's order
+    (a norm's: its template's label, the layer it builds)."""
+    found = []
+    for node_id in graph.parametric():
+        node = graph.node(node_id)
+        kind = node["kind"]
+        if kind in NORMS_BY_KIND:
+            name = NORMS_BY_KIND[kind].name
+            piece = environment().get_template(f"keras/norms/{name}.py.j2").module
+            found.append(str(piece.label()))
+        elif kind == "dense" and node["attrs"]["form"] == "conv1x1":
+            found.append("Conv2D")
         else:
-            found.append(
-                naming.keras_layer_name(
-                    names, view.template, part, block_id(view, names)
-                )
-            )
+            found.append(LAYER_CLASSES[kind])
     return found
 
 
@@ -123,18 +164,18 @@ def lower(graph: Graph, ctx: dict[str, Any]) -> dict[str, Any]:
         elif BLOCK_TYPES[b.type].named_by_call:  # a stage-table row
             b.x["names"] = view_names(b, names)
     conventions = net.conventions
-    shared = options(graph, ctx["blocks"])
-    se_act = {shared["se"].act} if shared["se"] else set()  # the SE helper's
+    shared = options(graph, ctx["blocks"], ctx["norm"])
+    helpers = helpers_needed(ctx["templates"], net.norm, ctx["units"])
     return {
-        "activations": sorted({*ctx["activations"], *se_act}),
-        "bn_eps": repr(conventions.bn_epsilon),
-        "bn_momentum": repr(round(1 - conventions.bn_momentum, 12)),
-        "torch_momentum": repr(conventions.bn_momentum),
+        "activations": sorted({*ctx["activations"], *shared["se_acts"]}),
         "keras_activations": ACTIVATIONS,
         "names": names,
         "m": {
             **shared,
-            "uses_ops": "keras_ops" in helpers_needed(ctx["templates"]),
+            "uses_ops": "keras_ops" in helpers,
+            "bn_eps": repr(conventions.bn_epsilon),
+            "bn_momentum": repr(round(1 - conventions.bn_momentum, 12)),
+            "torch_momentum": repr(conventions.bn_momentum),
             "init": {
                 "scheme": conventions.initialization,
                 **INITIALIZERS[conventions.initialization],

@@ -13,7 +13,9 @@ their own.
 A Keras table maps a block type's template to its layers' names, keyed by the IR
 op each layer computes (the op's path inside the block: `expand.conv`, `se.fc1`,
 `add`). Names are f-string bodies over the generated helper's `{block_id}` and
-`{prefix}` (the table's "prefix", "first_prefix" for block 0). What a table leaves
+`{prefix}` (the table's "prefix", "first_prefix" for block 0). The groups of a
+mixed conv (`dw.conv.0`, `dw.conv.1`, ...) are the conv's name with `_0`, `_1`, ...
+(timm's `conv_dw.0`, `conv_dw.1`). What a table leaves
 out is named after the IR, in keras.applications' style: `{prefix}` + the op's path
 with dots as underscores and without a final `.conv` (`{prefix}expand`,
 `{prefix}expand_bn`), under the prefix `<template>_<block_id>_` — so a block type no
@@ -57,6 +59,7 @@ _KERAS_EXTRAS: dict[str, Any] = {
     "fused_inverted_residual": {"prefix": "fused_{block_id}_"},
     "universal_inverted_residual": {"prefix": "uib_{block_id}_"},
     "mobile_attention": {"prefix": "mqa_{block_id}_"},
+    "multi_scale_fusion": {"prefix": "msfa_"},
     "depthwise_separable": {  # MobileNet V1's names
         "prefix": "conv_{block_id}_",
         "dw.pad": "conv_pad_{block_id}",
@@ -121,6 +124,9 @@ TIMM_KERAS: dict[str, Any] = {
     "conv_bn_act": {"conv": "blocks_{block_id}_conv", "bn": "blocks_{block_id}_bn1"},
     "depthwise_separable": {
         **_TIMM_BLOCK,
+        "s2d.pad": "{prefix}conv_s2d_pad",
+        "s2d.conv": "{prefix}conv_s2d",
+        "s2d.bn": "{prefix}bn_s2d",
         "dw.pad": "{prefix}conv_dw_pad",
         "dw.conv": "{prefix}conv_dw",
         "dw.bn": "{prefix}bn1",
@@ -148,6 +154,18 @@ TIMM_KERAS: dict[str, Any] = {
         "project.conv": "{prefix}conv_pwl",
         "project.bn": "{prefix}bn2",
     },
+    "cond_conv_residual": {
+        **_TIMM_BLOCK,
+        "routing.fc": "{prefix}routing_fn",
+        "expand.conv": "{prefix}conv_pw",
+        "expand.bn": "{prefix}bn1",
+        "dw.pad": "{prefix}conv_dw_pad",
+        "dw.conv": "{prefix}conv_dw",
+        "dw.bn": "{prefix}bn2",
+        "se": "{prefix}se_",
+        "project.conv": "{prefix}conv_pwl",
+        "project.bn": "{prefix}bn3",
+    },
     "universal_inverted_residual": {  # ConvNormAct parts: <part>.conv, <part>.bn
         **_TIMM_BLOCK,
         **{
@@ -174,6 +192,13 @@ TIMM_KERAS: dict[str, Any] = {
         "upsample": "{prefix}attn_output_upsample",
         "output.proj": "{prefix}attn_output_proj",
     },
+    "multi_scale_fusion": {  # timm's msfa.ffn (a UniversalInvertedResidual), msfa.norm
+        "prefix": "msfa_",
+        "ffn.expand.conv": "{prefix}ffn_pw_exp_conv",
+        "ffn.expand.bn": "{prefix}ffn_pw_exp_bn",
+        "ffn.project.conv": "{prefix}ffn_pw_proj_conv",
+        "ffn.project.bn": "{prefix}ffn_pw_proj_bn",
+    },
 }
 
 # torchvision's layouts per family: the inverted residual's container attribute and
@@ -184,7 +209,18 @@ TORCHVISION: dict[str, dict[str, Any]] = {
     "v2": {"style": "torchvision", "container": "conv", "project": "flat"},
     "default": {"style": "torchvision", "container": "block", "project": "conv_bn_act"},
 }
-TIMM_TORCH = {"style": "timm"}
+# timm's model classes per family: how the stem is built ("conv_bn": attributes
+# conv_stem and bn1, its MobileNetV3 and EfficientNet classes; "conv_norm_act": one
+# ConvNormAct conv_stem holding conv and bn, its MobileNetV5 class).
+TIMM_TORCH: dict[str, dict[str, Any]] = {
+    "v5": {"style": "timm", "stem": "conv_norm_act"},
+    "default": {"style": "timm", "stem": "conv_bn"},
+}
+# The same differences in Keras names, over TIMM_KERAS.
+TIMM_KERAS_FAMILIES: dict[str, dict[str, Any]] = {
+    "v5": {"stem": ("conv_stem_conv", "conv_stem_bn")},
+    "default": {},
+}
 
 
 def _by_family(table: dict[str, dict[str, Any]], family: str) -> dict[str, Any]:
@@ -193,22 +229,28 @@ def _by_family(table: dict[str, dict[str, Any]], family: str) -> dict[str, Any]:
 
 def keras_names(conventions: Conventions, family: str) -> dict[str, Any]:
     if conventions.profile == "timm":
-        return TIMM_KERAS
+        return {**TIMM_KERAS, **_by_family(TIMM_KERAS_FAMILIES, family)}
     return {**_KERAS_EXTRAS, **_by_family(KERAS_APPLICATIONS, family)}
 
 
 def torch_names(conventions: Conventions, family: str) -> dict[str, Any]:
     if conventions.profile == "timm":
-        return TIMM_TORCH
+        return _by_family(TIMM_TORCH, family)
     return _by_family(TORCHVISION, family)
 
 
 def keras_name(names: dict[str, Any], template: str, part: str) -> str:
     """The name pattern of the layer computing IR op `part` of a `template` block
-    (for `se.*` ops: the squeeze-excite table's, over `{name}`)."""
+    (for `se.*` ops: the squeeze-excite table's, over `{name}`; ops of an attention
+    unit built in its place, which the table does not name, after their paths)."""
     if part.startswith("se.") and part != "se":
         inner = part.removeprefix("se.")
-        return names["squeeze_excite"].get(inner, _KERAS_SQUEEZE_EXCITE[inner])
+        # an attention unit in its place: its op paths (`se.mlp_scale.fc1`)
+        own = _KERAS_SQUEEZE_EXCITE.get(inner, "{name}" + inner.replace(".", "_"))
+        return names["squeeze_excite"].get(inner, own)
+    head, _, group = part.rpartition(".")
+    if group.isdigit():  # a mixed conv's group
+        return keras_name(names, template, head) + "_" + group
     table = names.get(template, {})
     # keras.applications' style: a conv named after its part, "<part>_bn" its BN;
     # "se" names the squeeze-excite's prefix, hence its trailing "_"

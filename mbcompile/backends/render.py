@@ -23,6 +23,9 @@ from ..analysis.cost import report
 from ..ir.blocks import BLOCK_TYPES
 from ..ir.blocks.base import spatial_convs
 from ..ir.graph import Graph
+from ..ir.layers import LAYER_UNITS, units_used
+from ..ir.layers.mixed_conv import Mixed
+from ..ir.norms import NORM_TYPES, NORMS_BY_KIND
 from ..version import __version__
 from .naming import KerasNames, fstring
 from .pyformat import call, split_args
@@ -114,7 +117,7 @@ class BlockView:
 
     type: str  # block type (registry name)
     template: str  # the template (and generated helper) that builds it
-    role: str  # stem, stage, head or classifier
+    role: str  # stem, stage, neck, head or classifier
     index: int  # position in the model body
     number: int | None  # position among stage-table blocks (Keras block ids)
     group: int | None  # the item of `stages` it comes from (timm's stage)
@@ -163,35 +166,88 @@ def feature_taps(graph: Graph) -> dict[int, tuple[str, ...]]:
 
 def spell_padding(blocks: list[BlockView], spell) -> None:
     """`b.x["pad"][field]`: each k x k convolution's padding as the backend writes
-    it (`spell(conv)`, None where the framework's own padding is exact)."""
+    it (`spell(conv)`, None where the framework's own padding is exact; for a mixed
+    conv, its groups' spellings, or None where all are)."""
+
+    def spelled(conv):
+        if isinstance(conv, Mixed):
+            pads = tuple(spell(group) for group in conv.convs)
+            return pads if any(pads) else None
+        return spell(conv)
+
     for b in blocks:
-        b.x["pad"] = {name: spell(conv) for name, conv in spatial_convs(b.p).items()}
+        b.x["pad"] = {name: spelled(conv) for name, conv in spatial_convs(b.p).items()}
 
 
-def options(graph: Graph, blocks: list[BlockView]) -> dict[str, Any]:
+def options(graph: Graph, blocks: list[BlockView], norm: Any) -> dict[str, Any]:
     """What the helpers of several block types share, so that a network that does
     not use an option gets helpers without it: explicit padding (after
-    `spell_padding`), dilation, batch norm (none left once all are folded),
-    squeeze-excite (`se`: how the network builds it; `se_home`: the template before
-    whose helper its helper is emitted)."""
+    `spell_padding`), dilation, mixed convs (a tuple of kernels), anti-aliasing (a
+    flag `aa` to the blocks whose conv it follows), convolutions with a bias of their
+    own, the network's norm (its settings, and its label from the backend's `norm`
+    template; none left once batch norms are folded), squeeze-excite (`se`: how the
+    network builds it; `se_home`: the template before whose helper its helper is
+    emitted, none where an attention unit is built in its place; `se_function` and
+    `se_class`: what the blocks call; `se_acts`: its activations, and
+    `se_takes_act` where they differ: each block then passes its own, as the
+    spec's `squeeze_excite: {act: block}` decided)."""
     convs = [conv for b in blocks for conv in spatial_convs(b.p).values()]
     with_se = [b for b in blocks if getattr(b.p, "se", None)]
+    kinds = {graph.node(n)["kind"] for n in graph.order}
+    norm_type = NORM_TYPES[graph.network.norm.type]
+    se = with_se[0].p.se if with_se else None
+    se_acts = sorted({b.p.se.act for b in with_se})
+    if len(se_acts) > 1:  # only the block's own activation varies
+        assert all(b.p.se.act == b.p.act for b in with_se)
     return {
         "fold_bn": graph.network.fold_batch_norm,
-        "uses_bn": any(graph.node(n)["kind"] == "bn" for n in graph.order),
+        "uses_bn": "bn" in kinds,  # torchvision's layouts spell BatchNorm2d out
+        "uses_norm": norm_type.kind in kinds,
+        "norm": graph.network.norm,  # the spec's settings of the network's norm
+        "norm_activates": norm_type.activates,
+        "norm_label": str(norm.label()),  # the norm template's name of its layer
         "uses_pad": any(pad for b in blocks for pad in b.x["pad"].values()),
         "uses_dilation": any(conv.dilation != 1 for conv in convs),
+        "uses_groups": any(
+            graph.node(n)["kind"] == "conv" and graph.node(n)["attrs"]["groups"] > 1
+            for n in graph.order
+        ),
+        "uses_mixed": any(isinstance(conv, Mixed) for conv in convs),
+        "uses_aa": any(conv.pool for conv in convs),
+        # a conv with its own bias before its norm (MobileNetV5's stem)
+        "uses_bias": any(getattr(b.p, "bias", False) for b in blocks),
         "uses_se": bool(with_se),
-        "se": with_se[0].p.se if with_se else None,
-        "se_home": with_se[0].template if with_se else None,
+        "se": se,
+        # squeeze-excite's own helper; an attention unit built in its place (se.unit)
+        # is a layer piece, emitted with the others
+        "se_home": with_se[0].template if se and se.unit is None else None,
+        # what the blocks call: the Keras helper function, the PyTorch class
+        "se_function": se and (se.unit or "squeeze_excite"),
+        "se_class": se and class_name(se.unit or "squeeze_excite"),
+        # the epsilon of the norm inside such a unit (Global Context's layer norm)
+        "se_norm_eps": se and se.unit and _norm_epsilon(graph, se.unit),
+        "se_acts": se_acts,
+        "se_takes_act": len(se_acts) > 1,
     }
 
 
-def helpers_needed(templates) -> set[str]:
-    """The shared helpers (`BlockType.helpers`) that the block types rendered by
-    `templates` ask for."""
+def _norm_epsilon(graph: Graph, unit: str) -> float | None:
+    """The epsilon of the norm among a layer unit's ops (Global Context's layer
+    norm), if it has one."""
+    for node_id in graph.order:
+        node = graph.node(node_id)
+        if node["kind"] in NORMS_BY_KIND and node["attrs"].get("unit") == unit:
+            return node["attrs"]["eps"]
+    return None
+
+
+def helpers_needed(templates, norm: Any, units=()) -> set[str]:
+    """The shared helpers (`BlockType.helpers`, `NormType.helpers`,
+    `LayerUnit.helpers`) that the block types rendered by `templates`, the network's
+    norm (its settings) and the layer units `units` ask for."""
     wanted = [t.helpers for t in BLOCK_TYPES.values() if t.template in templates]
-    return set().union(*wanted)
+    wanted += [LAYER_UNITS[unit].helpers for unit in units]
+    return set().union(*wanted, NORM_TYPES[norm.type].helpers)
 
 
 def keywords_used(blocks: list[BlockView], macros: dict) -> dict[str, set[str]]:
@@ -218,10 +274,12 @@ def common_context(graph: Graph, backend: str) -> dict[str, Any]:
     net = graph.network
     blocks = block_views(graph)
     templates = dict.fromkeys(b.template for b in blocks if b.role != "classifier")
+    neck = next((b for b in blocks if b.role == "neck"), None)
     macros = {
         t: environment().get_template(f"{backend}/blocks/{t}.py.j2").module
         for t in templates
     }
+    units = units_used(graph)
     return {
         "version": __version__,
         "backend": backend,
@@ -231,20 +289,34 @@ def common_context(graph: Graph, backend: str) -> dict[str, Any]:
         "class_name": class_name(net.name),
         "costs": report(graph),
         "blocks": blocks,
-        "features": [b for b in blocks if b.role != "classifier"],
+        "features": [b for b in blocks if b.role not in ("neck", "classifier")],
+        "neck": neck,
+        # blocks whose outputs the neck fuses, in order
+        "neck_inputs": list(neck.p.sources) if neck else [],
         "classifier": next((b for b in blocks if b.role == "classifier"), None),
         "templates": list(templates),
         "macros": macros,
+        # the layer units the network uses, and their pieces (what generated code
+        # calls: MixedConv2d, anti_alias, ...), emitted once each
+        "units": units,
+        "layer_pieces": [
+            environment().get_template(f"{backend}/layers/{unit}.py.j2").module
+            for unit in units
+        ],
         "activations": sorted(_activations(graph)),
         "input_shape": graph.shape("input"),
         "squeeze_excite": environment()
         .get_template(f"{backend}/squeeze_excite.py.j2")
         .module,
+        # the network's norm: its constants, helper and call (templates/*/norms/)
+        "norm": environment()
+        .get_template(f"{backend}/norms/{net.norm.type}.py.j2")
+        .module,
         "taps": feature_taps(graph),
         "returns": (
             "feature maps by name"
             if graph.outputs
-            else ("logits" if net.include_top else "features")
+            else ("logits" if net.include_top and net.num_classes else "features")
         ),
     }
 

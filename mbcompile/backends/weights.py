@@ -10,7 +10,9 @@ Per op, the tensors are:
 |--------|-------------------------------------------|-------|
 | conv   | weight (O, I/g, kh, kw) [, bias (O,)]     | kernel (kh, kw, I/g, O) [, bias] |
 | dwconv | weight (C*m, 1, kh, kw) [, bias (C*m,)]    | depthwise_kernel (kh, kw, C, m) [, bias] |
+| condconv | weight (E, O*I/g*kh*kw): an expert's kernel per row | kernel (E, O*I/g*kh*kw) of the Dense layer mixing them, the same |
 | bn     | weight, bias, running_mean, running_var   | gamma, beta, moving_mean, moving_variance |
+| other norms | their (C,) vectors (weight, bias[, v]) | the same vectors in the same order |
 | dense  | weight (out, in), bias                    | kernel (in, out) or, as a 1x1 conv, (1, 1, in, out); bias |
 | scale  | gamma (C,)                                | depthwise_kernel (1, 1, C, 1) of a 1x1 depthwise conv |
 
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..ir.graph import Graph
+from ..ir.norms import NORM_KINDS, NORMS_BY_KIND
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,13 @@ def param_ops(graph: Graph) -> list[ParamOp]:
             if a["bias"]:  # the folded inference form
                 torch_s.append((c * m,))
                 keras_s.append((c * m,))
-        elif kind == "bn":
-            torch_s = keras_s = [(a["channels"],)] * 4
+        elif kind == "condconv":  # one flattened (O, I/g, k, k) kernel per expert
+            k, i, o = a["kernel"], a["in_c"] // a["groups"], a["out_c"]
+            torch_s = keras_s = [(a["experts"], o * i * k * k)]
+        elif kind in NORM_KINDS:  # per-channel vectors, learned then statistics
+            norm = NORMS_BY_KIND[kind]
+            vectors = norm.trainable(a) + norm.statistics
+            torch_s = keras_s = [(a["channels"],)] * vectors
         elif kind == "scale":  # gamma; in Keras a 1x1 depthwise conv's kernel
             torch_s, keras_s = [(a["channels"],)], [(1, 1, a["channels"], 1)]
         else:  # dense
@@ -86,7 +94,7 @@ def torch_to_keras(op: ParamOp, tensors: list) -> list:
         if op.attrs["form"] == "conv1x1":
             kernel = kernel.reshape(1, 1, *kernel.shape)
         return [kernel, *tensors[1:]]
-    return list(tensors)  # bn: same four vectors in the same order
+    return list(tensors)  # norms: the same vectors in the same order
 
 
 def keras_to_torch(op: ParamOp, arrays: list) -> list:
@@ -103,6 +111,13 @@ def keras_to_torch(op: ParamOp, arrays: list) -> list:
         kernel = arrays[0].reshape(op.attrs["in_f"], op.attrs["out_f"])
         return [kernel.transpose(1, 0), *arrays[1:]]
     return list(arrays)
+
+
+def _mixed_groups(op: ParamOp) -> int:
+    """How many convs, from `op` on, precede the batch norm of a mixed conv (1 for
+    an ordinary conv; see the IR's `part`)."""
+    index, count = op.attrs.get("part", (0, 1))
+    return count - index
 
 
 class LayoutError(ValueError):
@@ -131,7 +146,7 @@ def fold_batch_norm(
     `trained` and `folded` are the parametric ops of the same spec without and with
     `fold_batch_norm`; `tensors` holds one list per trained op, in state_dict order.
     Each foldable batch norm (see the IR's `bn.foldable`) is merged into the
-    convolution before it:
+    convolution before it (into a mixed conv's groups, each taking its channels):
     scale = gamma / sqrt(var + eps), W' = W * scale (per output channel),
     b' = (b - mean) * scale + beta.
     """
@@ -139,29 +154,29 @@ def fold_batch_norm(
         raise LayoutError(
             f"expected tensors for {len(trained)} ops, got {len(tensors)}"
         )
+    for op, arrays in zip(trained, tensors, strict=True):
+        _check(op, arrays, op.torch_shapes, "PyTorch")
     out: list = []
     i = 0
     while i < len(trained):
-        op, arrays = trained[i], tensors[i]
-        _check(op, arrays, op.torch_shapes, "PyTorch")
-        following = trained[i + 1] if i + 1 < len(trained) else None
-        if (
-            op.kind in ("conv", "dwconv")
-            and following is not None
-            and following.kind == "bn"
-            and following.attrs["foldable"]
-        ):
-            bn_arrays = tensors[i + 1]
-            _check(following, bn_arrays, following.torch_shapes, "PyTorch")
-            gamma, beta, mean, var = bn_arrays
-            scale = gamma / (var + following.attrs["eps"]) ** 0.5
-            weight = arrays[0] * scale.reshape(-1, 1, 1, 1)
-            bias = arrays[1] if len(arrays) > 1 else mean * 0
-            out.append([weight, (bias - mean) * scale + beta])
-            i += 2
-        else:
-            out.append(list(arrays))
+        op = trained[i]
+        # a conv, or a mixed conv's groups, whose outputs a batch norm may follow
+        count = _mixed_groups(op) if op.kind in ("conv", "dwconv") else 0
+        norm = trained[i + count] if count and i + count < len(trained) else None
+        if norm is None or norm.kind != "bn" or not norm.attrs["foldable"]:
+            out.append(list(tensors[i]))
             i += 1
+            continue
+        gamma, beta, mean, var = tensors[i + count]
+        scale = gamma / (var + norm.attrs["eps"]) ** 0.5
+        start = 0
+        for weight, *bias in tensors[i : i + count]:  # each conv its channels' share
+            end = start + weight.shape[0]
+            s, m = scale[start:end], mean[start:end]
+            b = bias[0] if bias else m * 0
+            out.append([weight * s.reshape(-1, 1, 1, 1), (b - m) * s + beta[start:end]])
+            start = end
+        i += count + 1
     if len(out) != len(folded):
         raise LayoutError(
             f"folding gave {len(out)} ops but the folded spec has {len(folded)}"
@@ -169,3 +184,20 @@ def fold_batch_norm(
     for op, arrays in zip(folded, out, strict=True):
         _check(op, arrays, op.torch_shapes, "PyTorch")
     return out
+
+
+def initial_logits(op: ParamOp, scheme: str, seed: int = 0) -> list:
+    """A fresh logits layer in PyTorch's layout, drawn as the generated models
+    initialise it under `scheme` (conventions.initialization; see the templates'
+    init_weights): torchvision N(0, 0.01), timm U(+-1/sqrt(classes)), keras
+    glorot-uniform; the bias zero. Seeded: the same file gives the same bytes."""
+    import numpy as np
+
+    out_f, in_f = op.torch_shapes[0]
+    rng = np.random.default_rng(seed)
+    if scheme == "torchvision":
+        weight = rng.normal(0.0, 0.01, (out_f, in_f))
+    else:
+        bound = out_f**-0.5 if scheme == "timm" else (6 / (in_f + out_f)) ** 0.5
+        weight = rng.uniform(-bound, bound, (out_f, in_f))
+    return [weight.astype(np.float32), np.zeros(out_f, np.float32)]

@@ -15,7 +15,17 @@ PROFILES = ("torchvision", "keras_applications", "timm")
 # Network families (the spec's `family`): which paper a network follows. Profiles
 # give a value per family where the references differ; families a profile does not
 # name take its "default".
-FAMILIES = ("v1", "v2", "v3", "v4", "efficientnet", "mnasnet", "lcnet", "fbnet")
+FAMILIES = (
+    "v1",
+    "v2",
+    "v3",
+    "v4",
+    "v5",
+    "efficientnet",
+    "mnasnet",
+    "lcnet",
+    "fbnet",
+)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ ACTIVATIONS = (
     "hardswish",
     "hardsigmoid",
     "swish",
-    "gelu",  # exact (erf), as timm's and torch's default
+    "gelu",  # exact (erf): torch's nn.GELU() and Keras' "gelu", timm's default
+    "gelu_tanh",  # the tanh approximation: nn.GELU(approximate="tanh") (MobileNetV5)
     "sigmoid",
     "identity",
 )
@@ -44,6 +45,19 @@ def _kernel(v: int) -> int:
     return v
 
 
+def _kernels(v: int | list[int]) -> int | list[int]:
+    if isinstance(v, int):
+        return _kernel(v)
+    check(
+        2 <= len(v) <= 8,
+        "a mixed conv takes 2 to 8 kernels, one per channel group (one kernel is "
+        "a plain number)",
+    )
+    for k in v:
+        _kernel(k)
+    return v
+
+
 def _channels(v: int) -> int:
     check(1 <= v <= MAX_CHANNELS, f"channels must be between 1 and {MAX_CHANNELS}")
     return v
@@ -59,6 +73,16 @@ def _activation(v: str) -> str:
     check(
         v in ACTIVATIONS,
         f"unknown activation '{v}'; expected one of {', '.join(ACTIVATIONS)}",
+    )
+    return v
+
+
+def _se_activation(v: str) -> str:
+    v = ACTIVATION_ALIASES.get(v, v)
+    check(
+        v in (*ACTIVATIONS, BLOCK_ACTIVATION),
+        f"unknown activation '{v}'; expected one of {', '.join(ACTIVATIONS)}, or "
+        f"{BLOCK_ACTIVATION} (the activation of the block it sits in)",
     )
     return v
 
@@ -85,13 +109,26 @@ def _ratio(v: float) -> float:
 
 Stride = Annotated[int, AfterValidator(_stride)]
 Kernel = Annotated[int, AfterValidator(_kernel)]
+# A kernel, or a list of them: a mixed conv (MixConv), its channels split into as
+# many groups, each convolved with its own kernel (see ir/layers/mixed_conv.py).
+Kernels = Annotated[int | list[int], AfterValidator(_kernels)]
 Channels = Annotated[int, AfterValidator(_channels)]
 Repeats = Annotated[int, AfterValidator(_repeats)]
 Activation = Annotated[str, AfterValidator(_activation)]
 Identifier = Annotated[str, AfterValidator(_identifier)]
+# Squeeze-excite's activation: one of ACTIVATIONS, or `block` for the activation of
+# the block it sits in (the schema lists `block` after the activations).
+BLOCK_ACTIVATION = "block"
+SeActivation = Annotated[
+    str,
+    AfterValidator(_se_activation),
+    Field(json_schema_extra={"enum": [BLOCK_ACTIVATION]}),
+]
 Positive = Annotated[float, AfterValidator(_positive)]
 Ratio = Annotated[float, AfterValidator(_ratio)]
 Dilation = Annotated[int, Field(ge=1, le=16)]
+# Channels per group of a grouped convolution (timm's `gs`): 1 is depthwise.
+GroupSize = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
 SeRatio = Annotated[float, Field(gt=0, le=1)]
 
 
@@ -115,6 +152,16 @@ class RowModel(Strict):
     def _dilation_without_stride(self) -> RowModel:
         dilation, stride = getattr(self, "dilation", 1), getattr(self, "s", 1)
         check(dilation == 1 or stride == 1, "a row with dilation > 1 needs s: 1")
+        return self
+
+    @model_validator(mode="after")
+    def _one_squeeze_width(self) -> RowModel:
+        if getattr(self, "se_c", None) is not None:
+            check(self.se, "se_c (squeeze-excite channels) needs se: true")
+            check(
+                "se_ratio" not in self.model_fields_set,
+                "give se_ratio or se_c (squeeze-excite channels), not both",
+            )
         return self
 
 

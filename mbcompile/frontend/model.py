@@ -21,23 +21,32 @@ from pydantic import (
 )
 
 from ..ir.blocks import ROW_MODELS, ROW_TYPES
+from ..ir.blocks.multi_scale_fusion import MultiScaleFusionSpec
+from ..ir.layers import ANTI_ALIASING, SQUEEZE_EXCITE_UNITS
+from ..ir.norms import NORM_MODELS
 from . import conventions as conv
 from .conventions import FAMILIES, PROFILES
 from .fields import (
     Activation,
     Channels,
+    GroupSize,
     Identifier,
     Kernel,
     Positive,
     Ratio,
+    SeActivation,
     Strict,
     Stride,
     check,
 )
 
 
-def _scale_depth(repeats: list[int], coefficient: float) -> list[int]:
-    total, scaled_total = sum(repeats), math.ceil(sum(repeats) * coefficient)
+def _scale_depth(repeats: list[int], coefficient: float, rounding: str) -> list[int]:
+    total = sum(repeats)
+    if rounding == "round":
+        scaled_total = max(1, round(total * coefficient))
+    else:
+        scaled_total = math.ceil(total * coefficient)
     scaled = []
     for n in reversed(repeats):
         share = max(1, round(n / total * scaled_total))
@@ -111,6 +120,15 @@ class ConventionsSpec(Strict):
         return {"profile": data} if isinstance(data, str) else data
 
 
+# The network's normalisation: one of the registered norms' settings, told apart
+# by `type:`; `norm: group_norm` is short for {type: group_norm}.
+NormSettings = Annotated[
+    Union[tuple(NORM_MODELS.values())],  # noqa: UP007 - built from the registry
+    Field(discriminator="type"),
+]
+DEFAULT_NORM = NORM_MODELS["batch_norm"]()
+
+
 class StemSpec(Strict):
     """The first conv-bn-act."""
 
@@ -123,6 +141,8 @@ class StemSpec(Strict):
     """Stride: 1 or 2."""
     act: Activation = "relu6"
     """Activation after its batch norm."""
+    bias: bool = False
+    """A bias on the stem's convolution, before its norm (MobileNetV5's stem)."""
 
 
 # A stage-table row: one of the registered row models, told apart by `block:`.
@@ -147,11 +167,25 @@ StageItem = Annotated[
 STAGE_ITEM_TAGS = ("row", "group")
 
 
+# Squeeze-excite itself, or an attention unit built in its place.
+SQUEEZE_EXCITE_TYPES = ("squeeze_excite", *SQUEEZE_EXCITE_UNITS)
+
+
 class SqueezeExciteSpec(Strict):
     """How every squeeze-excite of the network is built (rows switch it on with `se`)."""
 
-    act: Activation = "relu"
-    """Activation between the two 1×1 convolutions."""
+    type: Literal[SQUEEZE_EXCITE_TYPES] = "squeeze_excite"  # type: ignore[valid-type]
+    """What rows with `se` build: `squeeze_excite` (x × gate(fc2(act(fc1(pool(x)))))),
+    or `global_context`, Global Context attention in its place (GCNet; timm's
+    `se_layer="gc"`, gc_efficientnetv2_rw_t): the map's positions pooled by the
+    softmax of a 1×1 conv to one channel, then fc1, a layer norm over its channels
+    (epsilon 1e-6), the activation and fc2 gate the channels. Its activation, gate
+    and `width_from` are the settings below, its width rounded half up to a whole
+    channel (timm's rule for it, whatever `se_rounding` says); timm's module names
+    (`se.conv_attn`, `se.mlp_scale.fc1`, `.norm`, `.fc2`)."""
+    act: SeActivation = "relu"
+    """Activation between the two 1×1 convolutions, or `block`: the activation of
+    the block it sits in (timm's EfficientNet, FBNetV3, mobilenetv3_rw)."""
     gate: Literal["hardsigmoid", "sigmoid"] = "hardsigmoid"
     """The gate that scales the channels: `hardsigmoid` or `sigmoid`."""
     width_from: Literal["expanded", "input"] = "expanded"
@@ -179,7 +213,9 @@ class HeadConvSpec(Strict):
 
 class HiddenSpec(Strict):
     """A hidden fully connected layer before the logits (MobileNet V3), with batch
-    norm (and then no bias) where `norm` (MobileNetV4's head)."""
+    norm (and then no bias) where `norm` (MobileNetV4's head); `bias: false` leaves
+    out the bias of a layer without norm (timm's `head_bias=False`: FBNetV3,
+    mobilenetv3_rw)."""
 
     c: Channels
     """Width of the hidden fully connected layer between pooling and the logits."""
@@ -188,9 +224,19 @@ class HiddenSpec(Strict):
     norm: bool = False
     """Batch norm after the hidden layer, which then has no bias (MobileNetV4's
     head)."""
+    bias: bool | None = None
+    """`false`: no bias in a hidden layer without norm (timm's `head_bias=False`:
+    FBNetV3, mobilenetv3_rw); default: a bias unless `norm`."""
+
+    @property
+    def has_bias(self) -> bool:
+        return not self.norm if self.bias is None else self.bias
 
 
 class HeadSpec(Strict):
+    """What follows the stages: the last 1×1 conv-bn-act, global pooling, a hidden
+    layer and dropout before the classifier."""
+
     conv: HeadConvSpec | None = None
     """The last 1×1 conv-bn-act, before pooling; none: no such convolution."""
     pool: Literal["avg", "max", "none"] = "avg"
@@ -235,16 +281,18 @@ class Spec(Strict):
     """The network's name in the generated code and reports: a Python identifier of
     at most 64 characters."""
     family: Literal[FAMILIES]  # type: ignore[valid-type]
-    """The paper the network follows: `v1`, `v2`, `v3`, `v4`, `efficientnet`,
-    `mnasnet`, `lcnet` or `fbnet`. The conventions profiles give some values per
-    family."""
+    """The paper the network follows: `v1`, `v2`, `v3`, `v4`, `v5` (MobileNetV5),
+    `efficientnet`, `mnasnet`, `lcnet` or `fbnet`. The conventions profiles give some
+    values per family."""
     resolution: Annotated[int, Field(ge=1, le=4096)]
     """Input height and width in pixels (1–4096): shapes, MACs and TensorFlow SAME
     padding are computed for it."""
     in_channels: Annotated[int, Field(ge=1, le=64)] = 3
     """Channels of the input images (1–64)."""
-    num_classes: Annotated[int, Field(ge=1, le=100_000)]
-    """Classes of the classifier: the width of the logits (1–100,000)."""
+    num_classes: Annotated[int, Field(ge=0, le=100_000)]
+    """Classes of the classifier: the width of the logits (0–100,000). 0: no logits
+    layer, the pooled features are the output (timm's `num_classes=0`;
+    `build_model(num_classes=N)` still adds one for fine-tuning)."""
     width_multiplier: Annotated[float, Field(gt=0, le=8)] = 1.0
     """Scales every width (MobileNet's α), rounded to multiples of `channel_divisor`
     as the conventions' `width_rounding` says."""
@@ -254,11 +302,19 @@ class Spec(Strict):
     EfficientNet's depth scaling is `depth_coefficient`."""
     depth_coefficient: Annotated[float, Field(gt=0, le=8)] = 1.0
     """EfficientNet's compound depth scaling: a stage of n blocks becomes ceil(n ×
-    d); over a list of rows, the extra repeats go to its last rows first, each row
-    keeping at least one (timm's rule)."""
+    d) (or as `depth_rounding` says); over a list of rows, the extra repeats go to
+    its last rows first, each row keeping at least one (timm's rule)."""
+    depth_rounding: Literal["ceil", "round"] = "ceil"
+    """How a stage's scaled depth n × d becomes a number of blocks: `ceil`
+    (EfficientNet) or `round`, at least 1 (timm's `depth_trunc="round"`: MixNet-XL
+    and -XXL)."""
     channel_divisor: Annotated[int, Field(ge=1, le=256)] = 8
     """Channels are rounded to multiples of this (never more than 10% below the exact
-    width)."""
+    width: see `round_limit`)."""
+    round_limit: Annotated[float, Field(ge=0, le=1)] = 0.9
+    """Rounding to `channel_divisor` never goes below this fraction of the exact
+    width (0.9, make_divisible's rule; timm's EfficientNetV2-B and test models use 0,
+    FBNetV3 0.95)."""
     conventions: ConventionsSpec
     """Whose conventions the network follows: a profile name (`torchvision`,
     `keras_applications`, `timm`), or a profile with single values overridden."""
@@ -284,6 +340,25 @@ class Spec(Strict):
     PyTorch: a `DropPath` module; Keras: `Dropout(rate, noise_shape=(None, 1, 1, 1))`."""
     squeeze_excite: SqueezeExciteSpec = SqueezeExciteSpec()
     """How every squeeze-excite of the network is built; rows switch it on with `se`."""
+    norm: NormSettings = DEFAULT_NORM
+    """Every norm of the network, stem to head (timm's `norm_layer`): `batch_norm`
+    (default), one that timm builds its EfficientNets with (`group_norm`,
+    `layer_norm`, `evonorm_s0`), or MobileNetV5's `rms_norm`, as a name or a mapping
+    with its settings. Norms other than batch norm need the timm conventions and
+    cannot be folded."""
+    group_size: GroupSize | None = None
+    """Channels per group of the grouped convolutions of every row that does not give
+    its own `group_size` (timm's `group_size`); none: each block's own."""
+    anti_aliasing: Literal[tuple(ANTI_ALIASING)] | None = None  # type: ignore[valid-type]
+    """Anti-aliased downsampling (timm's `aa_layer`): every block's strided
+    convolution runs at stride 1 and this pooling downsamples after its batch norm
+    and activation: `avg` (2×2 average pooling) or `blur` (BlurPool: the 3×3
+    binomial filter [1, 2, 1]² / 16 at stride 2, zero padding; timm's `blurpc`). The
+    stem and attention's keys and values keep their strides. None: strided
+    convolutions."""
+    experts_multiplier: Annotated[int, Field(ge=1, le=16)] = 1
+    """Multiplies the `experts` of every `cond_conv_residual` row (timm's
+    `experts_multiplier`: efficientnet_cc_b0_8e is the 4-expert table times 2)."""
     block: Literal[ROW_TYPES] | None = None  # type: ignore[valid-type]
     """The block type of the stage rows that do not name one."""
     stem: StemSpec
@@ -292,6 +367,9 @@ class Spec(Strict):
     """The stage table: each item is a row (a block type repeated `n` times) or a
     list of rows that form one stage (timm builds each as one nn.Sequential:
     `blocks.<stage>.<block>`)."""
+    msfa: MultiScaleFusionSpec | None = None
+    """MobileNetV5's multi-scale fusion neck after the stages (its block module,
+    `multi_scale_fusion`, says what each setting does)."""
     head: HeadSpec
     """What follows the stages: the last 1×1 convolution, pooling, a hidden layer and
     dropout before the classifier."""
@@ -310,7 +388,25 @@ class Spec(Strict):
             raise ValueError(
                 "pool: none needs include_top: false (logits need pooling)"
             )
+        if v.conv is not None and info.data.get("msfa") is not None:
+            raise ValueError(
+                "a head conv and msfa exclude each other: the neck is the last "
+                "feature layer (as timm's MobileNetV5)"
+            )
         return v
+
+    @field_validator("msfa")
+    @classmethod
+    def _neck_ends_the_features(cls, v: Any, info: ValidationInfo) -> Any:
+        if v is not None and info.data.get("features") is not None:
+            raise ValueError("msfa and feature outputs (features) exclude each other")
+        return v
+
+    @field_validator("norm", mode="before")
+    @classmethod
+    def _norm_name(cls, v: Any) -> Any:
+        # `norm: group_norm` is shorthand for {type: group_norm}
+        return {"type": v} if isinstance(v, str) else v
 
     @field_validator("depth_multiplier", mode="before")
     @classmethod
@@ -354,7 +450,8 @@ class Spec(Strict):
     def repeats(self) -> list[tuple[tuple[int, ...], Any, int]]:
         """(path, row, blocks) for every row: its `n`, scaled by `depth_coefficient`.
 
-        A stage of n blocks in all becomes ceil(n * d); over the rows of a group the
+        A stage of n blocks in all becomes ceil(n * d) (or round(n * d), at least 1,
+        by `depth_rounding`); over the rows of a group the
         extra repeats are given from its last row backwards, each row keeping at
         least one (timm's `_scale_stage_depth`, so EfficientNet-B1..B7 match it).
         """
@@ -365,7 +462,9 @@ class Spec(Strict):
         for members in groups.values():
             counts = [row.n for _, row in members]
             if self.depth_coefficient != 1:
-                counts = _scale_depth(counts, self.depth_coefficient)
+                counts = _scale_depth(
+                    counts, self.depth_coefficient, self.depth_rounding
+                )
             found += [(p, r, n) for (p, r), n in zip(members, counts, strict=True)]
         return found
 

@@ -1,7 +1,7 @@
 """Expansion: a validated spec becomes the graph IR — the network header, then the
-stem, one block per stage-table repeat (each by its block module), the head's
-convolution and the classifier, each block with its role and the spec path it
-came from.
+stem, one block per stage-table repeat (each by its block module), the neck, the
+head's convolution and the classifier, each block with its role and the spec path
+it came from.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..errors import SpecError
 from ..frontend.load import LoadedSpec
 from ..frontend.model import Spec
-from .blocks import BLOCK_TYPES, classifier, conv_bn_act
+from .blocks import BLOCK_TYPES, classifier, conv_bn_act, multi_scale_fusion
 from .blocks.base import POINTWISE, Context, Spatial, padding
 from .graph import Graph, IRError, Network
 
@@ -46,6 +46,7 @@ def network(loaded: LoadedSpec) -> Network:
         include_top=spec.include_top,
         pool=spec.head.pool,
         fold_batch_norm=spec.fold_batch_norm,
+        norm=spec.norm,
         source=loaded.source,
         content_hash=loaded.content_hash,
     )
@@ -87,6 +88,32 @@ def feature_taps(spec: Spec, graph: Graph, source: str) -> dict[str, int]:
     return taps
 
 
+def space_to_depth(ctx: Context, row, repeat: int, stride: int) -> tuple:
+    """(the row as its block is built, its stride, the factor by which something
+    other than a stride shrinks the feature map) under timm's space-to-depth rule
+    (its builder's `s2d`, EfficientNet-X/H).
+
+    The first block of a row with `s2d` folds each 2x2 patch into channels, halving
+    the size as a stride would; it starts a region in which blocks are 4x as wide
+    as their rows say (`Context.stage_width`). The region ends at the next strided
+    block, which then does not stride (the space-to-depth did) and whose expansion
+    ratio `t` is a quarter (its input is 4x as wide); later repeats of its row are
+    as the row says. Inside a region, `s2d` starts nothing (timm's rule).
+    """
+    if getattr(row, "s2d", False):
+        if repeat == 0 and not ctx.space_to_depth:
+            ctx.space_to_depth = True
+            return row, stride, 2
+        return row.model_copy(update={"s2d": False}), stride, 1
+    if ctx.space_to_depth and stride > 1:
+        ctx.space_to_depth = False
+        update: dict = {"s": 1}
+        if getattr(row, "t", None) is not None:
+            update["t"] = row.t / 4
+        return row.model_copy(update=update), 1, 1
+    return row, stride, 1
+
+
 def _expand(loaded: LoadedSpec, stop: int | None = None) -> Graph:
     """The IR of the spec; with `stop`, only its blocks up to that index."""
     spec = loaded.spec
@@ -124,7 +151,11 @@ def _expand(loaded: LoadedSpec, stop: int | None = None) -> Graph:
     stem_c = stem.c if conv.stem_width == "fixed" else ctx.scale(stem.c)
     pad = padding(conv.stem_padding, stem.k, stem.s, 1, size())
     params = conv_bn_act.params(
-        ctx, out_c=stem_c, conv=Spatial(stem.k, stem.s, 1, pad), act=stem.act
+        ctx,
+        out_c=stem_c,
+        conv=Spatial(stem.k, stem.s, 1, pad),
+        act=stem.act,
+        bias=stem.bias,
     )
     emit(conv_bn_act.BLOCK, params, "stem", ("stem",), f"features.{features}")
     features += 1
@@ -133,21 +164,31 @@ def _expand(loaded: LoadedSpec, stop: int | None = None) -> Graph:
 
     rows = spec.repeats()
     ctx.blocks_total = sum(n for _, _, n in rows)
+    ends = [0] * len(spec.stages)  # the block that ends each item of `stages`
     for path, row, repeats in rows:
         block_type = BLOCK_TYPES[row.block]
         for repeat in range(repeats):
             stride = row.s if repeat == 0 else 1
+            block_row, stride, folds = space_to_depth(ctx, row, repeat, stride)
+            total_stride *= folds
             if spec.output_stride and total_stride * stride > spec.output_stride:
                 ctx.rate *= stride  # dilate instead of striding (see base.atrous)
             else:
                 total_stride *= stride
-            params = block_type.resolve(ctx, row, stride, size())
+            params = block_type.resolve(ctx, block_row, stride, size())
             origin = ("stages", *path)
             emit(block_type, params, "stage", origin, f"features.{features}")
             features += 1
             ctx.first_block = False
             ctx.block_index += 1
         ctx.in_raw = row.c
+        ends[path[0]] = len(graph.blocks) - 1
+
+    if spec.msfa is not None:
+        neck = multi_scale_fusion
+        params = neck.resolve(ctx, spec.msfa, graph, ends, loaded.error)
+        emit(neck.BLOCK, params, "neck", ("msfa",), f"features.{features}")
+        features += 1
 
     if spec.head.conv is not None:
         head_conv = spec.head.conv
@@ -173,6 +214,7 @@ def _expand(loaded: LoadedSpec, stop: int | None = None) -> Graph:
         hidden_c=head_width(hidden.c) if hidden else 0,
         hidden_act=hidden.act if hidden else None,
         hidden_norm=hidden.norm if hidden else False,
+        hidden_bias=hidden.has_bias if hidden else False,
         dropout=spec.head.dropout,
     )
     emit(classifier.BLOCK, params, "classifier", ("head",), "classifier")

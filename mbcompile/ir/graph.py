@@ -18,7 +18,9 @@ Op kinds and their attributes:
 | pad       | pad = (top, bottom, left, right) |
 | conv      | in_c, out_c, kernel, stride, dilation, groups, padding (symmetric, per side), bias |
 | dwconv    | channels, multiplier, kernel, stride, dilation, padding, bias |
+| condconv  | in_c, out_c, kernel, stride, dilation, groups, padding, experts: a conv whose kernel is, per sample, the mix of `experts` kernels weighted by its second input, a routing vector (experts,) (CondConv) |
 | bn        | channels, eps, momentum (PyTorch convention), foldable (into the conv before it) |
+| group_norm, layer_norm, evonorm_s0 | channels and what the norm decides (see norms/): the network's `norm` where it is not batch norm |
 | act       | fn |
 | add       | (two inputs of equal shape) |
 | mul       | (feature map, per-channel gate of shape (C, 1, 1)) |
@@ -27,10 +29,20 @@ Op kinds and their attributes:
 | dropout   | rate |
 | drop_path | rate (stochastic depth of a residual branch: drops whole samples in training) |
 | attention | heads, key_dim, value_dim: multi-query attention of three feature maps, queries (heads * key_dim, H, W) against one key (key_dim, h, w) and one value (value_dim, h, w) head shared by all query heads; out (heads * value_dim, H, W). No weights: its projections are convs around it |
+| attention_pool | (a feature map (C, H, W) and attention logits (1, H, W)): the map's positions summed, weighted by the softmax of the logits over them; out (C, 1, 1) (Global Context's context) |
 | avgpool   | size (a size x size average pool, stride size, no padding) |
+| blurpool  | (a fixed 3x3 binomial blur, [1, 2, 1] x [1, 2, 1] / 16, per channel, zero padding 1, stride 2: BlurPool) |
+| slice     | start, size (channels start to start + size of a feature map) |
+| concat    | (feature maps of equal size joined along channels, in input order) |
 | upsample  | factor (bilinear, half-pixel centres) |
+| resize    | size = (height, width), mode: "nearest" (each output pixel copies input pixel floor(i * in / out): PyTorch's "nearest") or "bilinear" (half-pixel centres, no antialiasing) |
+| concat    | (two or more feature maps of one height and width, joined along channels in input order) |
 | scale     | channels (a learned per-channel factor: layer scale) |
 | flatten   | |
+
+Ops a layer unit adds (a conv kind or a pooling, `mbcompile/ir/layers/`) say so in
+their `unit` attribute, so that backends know which units' pieces a network needs;
+the convolutions of a mixed conv carry `part` = (index, count) among its groups.
 """
 
 from __future__ import annotations
@@ -42,15 +54,18 @@ from typing import Any
 import networkx as nx
 
 from ..frontend.conventions import Conventions
+from .norms import NORM_KINDS, NORMS_BY_KIND
 
-PARAMETRIC = ("conv", "dwconv", "bn", "dense", "scale")
+# Every norm is one op kind (its module in norms/); batch norm's is "bn".
+PARAMETRIC = ("conv", "dwconv", "condconv", *NORM_KINDS, "dense", "scale")
 KINDS = (
     "input",
     "rescale",
     "pad",
     "conv",
     "dwconv",
-    "bn",
+    "condconv",
+    *NORM_KINDS,
     "act",
     "add",
     "mul",
@@ -60,8 +75,14 @@ KINDS = (
     "drop_path",
     "scale",
     "attention",
+    "attention_pool",
     "avgpool",
+    "blurpool",
+    "slice",
+    "concat",
     "upsample",
+    "resize",
+    "concat",
     "flatten",
 )
 
@@ -71,7 +92,7 @@ class IRError(ValueError):
 
 
 # What a block is in the network; decides cost labels, Keras names and containers.
-ROLES = ("stem", "stage", "head", "classifier")
+ROLES = ("stem", "stage", "neck", "head", "classifier")
 
 
 @dataclass(frozen=True)
@@ -89,6 +110,7 @@ class Network:
     include_top: bool
     pool: str  # "avg", "max" or "none"
     fold_batch_norm: bool  # batch norms that can be folded are (see `bn.foldable`)
+    norm: Any  # the spec's `norm`: the settings of its norm unit (see norms/)
     source: str  # the spec file as the user named it
     content_hash: str  # sha256 of the validated spec
 
@@ -102,7 +124,7 @@ class Block:
     params: Any  # the block type's typed parameters (a frozen dataclass)
     role: str  # one of ROLES
     # The spec path it came from: ("stem",), ("stages", 3), ("stages", 2, 0) (row 0
-    # of the group of rows at stages[2]), ("head", "conv"), ("head",).
+    # of the group of rows at stages[2]), ("msfa",), ("head", "conv"), ("head",).
     origin: tuple
     nodes: list[str] = field(default_factory=list)
     out_shape: tuple[int, ...] = ()
@@ -181,8 +203,22 @@ class Graph:
         return sorted(preds, key=lambda src: preds[src]["position"])
 
     def parametric(self) -> list[str]:
-        """Parametric ops in execution order: the cross-framework weight order."""
-        return [n for n in self.order if self.g.nodes[n]["kind"] in PARAMETRIC]
+        """Parametric ops in the order their weights are stored: the cross-framework
+        weight order. That is execution order, except that an op marked
+        `stored_last` comes after the other parametric ops of its block (CondConv's
+        routing layer, which timm registers after the convolutions it routes)."""
+        found: list[str] = []
+        last: list[str] = []  # of the current block
+        block = None
+        for node_id in self.order:
+            data = self.g.nodes[node_id]
+            if data["kind"] not in PARAMETRIC:
+                continue
+            if data["block"] != block:
+                found += last
+                last, block = [], data["block"]
+            (last if data["attrs"].get("stored_last") else found).append(node_id)
+        return found + last
 
     @property
     def output(self) -> str:
@@ -244,6 +280,18 @@ def infer_shape(kind: str, a: dict, ins: list[tuple], name: str) -> tuple[int, .
         if a["in_c"] % a["groups"] or a["out_c"] % a["groups"]:
             raise IRError(f"{name}: channels not divisible by groups={a['groups']}")
         shape = _spatial(name, a, a["out_c"], h, w)
+    elif kind == "condconv":
+        need(2)
+        c, h, w = feature_map(ins[0])
+        if c != a["in_c"]:
+            raise IRError(f"{name}: expects {a['in_c']} input channels, got {c}")
+        if a["in_c"] % a["groups"] or a["out_c"] % a["groups"]:
+            raise IRError(f"{name}: channels not divisible by groups={a['groups']}")
+        if ins[1] != (a["experts"],):
+            raise IRError(
+                f"{name}: routing {ins[1]} does not fit {a['experts']} experts"
+            )
+        shape = _spatial(name, a, a["out_c"], h, w)
     elif kind == "dwconv":
         need(1)
         c, h, w = feature_map(ins[0])
@@ -255,10 +303,13 @@ def infer_shape(kind: str, a: dict, ins: list[tuple], name: str) -> tuple[int, .
         if ins[0][0] != a["channels"]:
             raise IRError(f"{name}: expects {a['channels']} channels, got {ins[0][0]}")
         shape = ins[0]
-    elif kind == "bn":
+    elif kind in NORM_KINDS:
         need(1)
         if ins[0][0] != a["channels"]:
             raise IRError(f"{name}: expects {a['channels']} channels, got {ins[0][0]}")
+        problem = NORMS_BY_KIND[kind].check(a)
+        if problem:
+            raise IRError(f"{name}: {NORMS_BY_KIND[kind].name}: {problem}")
         shape = ins[0]
     elif kind == "add":
         need(2)
@@ -286,14 +337,51 @@ def infer_shape(kind: str, a: dict, ins: list[tuple], name: str) -> tuple[int, .
         if key[1:] != value[1:]:
             raise IRError(f"{name}: keys {key[1:]} and values {value[1:]} differ")
         shape = (heads * value_dim, *query[1:])
+    elif kind == "attention_pool":
+        need(2)
+        c, h, w = feature_map(ins[0])
+        if ins[1] != (1, h, w):
+            raise IRError(f"{name}: attention logits {ins[1]} do not fit {ins[0]}")
+        shape = (c, 1, 1)
     elif kind == "avgpool":
         need(1)
         c, h, w = feature_map(ins[0])
         shape = (c, h // a["size"], w // a["size"])
+    elif kind == "blurpool":
+        need(1)
+        c, h, w = feature_map(ins[0])
+        shape = (c, (h - 1) // 2 + 1, (w - 1) // 2 + 1)  # (h + 2 - 3) // 2 + 1
+    elif kind == "slice":
+        need(1)
+        c, h, w = feature_map(ins[0])
+        if a["start"] + a["size"] > c:
+            raise IRError(f"{name}: channels {a['start']}+{a['size']} of {c}")
+        shape = (a["size"], h, w)
+    elif kind == "concat":
+        if len(ins) < 2:
+            raise IRError(f"{name}: concat takes 2 or more inputs, got {len(ins)}")
+        maps = [feature_map(shape) for shape in ins]
+        if len({m[1:] for m in maps}) != 1:
+            raise IRError(f"{name}: concat of maps of different sizes {ins}")
+        shape = (sum(m[0] for m in maps), *maps[0][1:])
     elif kind == "upsample":
         need(1)
         c, h, w = feature_map(ins[0])
         shape = (c, h * a["factor"], w * a["factor"])
+    elif kind == "resize":
+        need(1)
+        c, _, _ = feature_map(ins[0])
+        if a["mode"] not in ("nearest", "bilinear"):
+            raise IRError(f"{name}: unknown resize mode {a['mode']!r}")
+        shape = (c, *a["size"])
+    elif kind == "concat":
+        if len(ins) < 2:
+            raise IRError(f"{name}: concat takes two or more inputs, got {len(ins)}")
+        maps = [feature_map(shape) for shape in ins]
+        if len({m[1:] for m in maps}) != 1:
+            sizes = ", ".join(f"{h}x{w}" for _, h, w in maps)
+            raise IRError(f"{name}: concat of feature maps of different sizes {sizes}")
+        shape = (sum(m[0] for m in maps), *maps[0][1:])
     elif kind == "pool":
         need(1)
         c, _, _ = feature_map(ins[0])

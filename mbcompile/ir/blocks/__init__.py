@@ -11,11 +11,13 @@ from __future__ import annotations
 from . import (
     bneck,
     classifier,
+    cond_conv_residual,
     conv_bn_act,
     depthwise_separable,
     fused_inverted_residual,
     inverted_residual,
     mobile_attention,
+    multi_scale_fusion,
     universal_inverted_residual,
 )
 from .base import BlockType
@@ -32,6 +34,8 @@ BLOCK_TYPES: dict[str, BlockType] = {
         universal_inverted_residual,
         mobile_attention,
         conv_bn_act,
+        cond_conv_residual,
+        multi_scale_fusion,
         classifier,
     )
 }

@@ -14,9 +14,13 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ...frontend.conventions import Conventions
-from ...frontend.fields import RowModel
+from ...frontend.fields import BLOCK_ACTIVATION, RowModel
 from ..channels import expand_ratio, make_divisible, scale_width
-from ..graph import Graph, conv_out
+from ..graph import Graph, IRError, conv_out
+from ..layers import ANTI_ALIASING, SQUEEZE_EXCITE_UNITS, mixed_conv
+from ..layers.base import FC, Spatial, SqueezeExcite, padded
+from ..layers.mixed_conv import Mixed
+from ..norms import NORM_TYPES, Norm
 
 # ----------------------------------------------------------------- the descriptor
 
@@ -46,6 +50,8 @@ class BlockType:
     # bn)`), as the stem and the head's conv call it, instead of naming them after
     # its block id.
     named_by_call: bool = False
+    # The norms (spec `norm:` types) it can be built with; None: every norm.
+    norms: tuple[str, ...] | None = None
 
 
 # The shared helpers a block type may ask for (`BlockType.helpers`), and what each
@@ -53,7 +59,10 @@ class BlockType:
 HELPERS = {
     "timm_layers": "PyTorch: timm's conv2d, norm_act and BatchNormAct, in any layout",
     "conv_norm_act": "PyTorch, timm's layout: its ConvNormAct (attributes conv, bn)",
+    "norm_layer": "PyTorch: norm_layer(channels), the network's norm where no conv "
+    "precedes it (never folded; timm's norm_layer)",
     "attention_init": "PyTorch: attention projections initialised xavier-uniform",
+    "cond_conv_init": "PyTorch: CondConv routing layers initialised as timm's",
     "keras_ops": "Keras: `from keras import ops`, for what no layer computes",
 }
 
@@ -74,12 +83,20 @@ class Context:
     rate: int = 1
     block_index: int = 0  # of the next stage-table block, from 0
     blocks_total: int = 1  # stage-table blocks in all
+    # Inside a space-to-depth region (see expand.py): from a row with `s2d` to the
+    # next strided block, blocks are 4x as wide as their rows say.
+    space_to_depth: bool = False
 
     @property
     def drop_path(self) -> float:
         """Stochastic depth of the next block's residual branch: rising linearly
         from 0 with the block's index (timm's `drop_path_rate * index / total`)."""
         return self.spec.drop_path_rate * self.block_index / self.blocks_total
+
+    @property
+    def block_name(self) -> str:
+        """The next stage-table block's name in the graph (`features.<index>`)."""
+        return f"features.{self.block_index + 1}"
 
     @property
     def width(self) -> float:
@@ -89,59 +106,41 @@ class Context:
         """Width-scaled channels; `stage` for outputs of stage-table rows."""
         rounding = self.conv.width_rounding
         truncate = rounding == "truncate" or (stage and rounding == "truncate_stages")
-        return scale_width(channels, self.width, self.spec.channel_divisor, truncate)
+        spec = self.spec
+        return scale_width(
+            channels, self.width, spec.channel_divisor, truncate, spec.round_limit
+        )
+
+    def stage_width(self, channels: int) -> int:
+        """The output width of a stage-table block whose row gives `channels`:
+        width-scaled, and 4x inside a space-to-depth region (timm's rule)."""
+        return self.scale(channels, stage=True) * (4 if self.space_to_depth else 1)
 
     def divisible(self, value: float) -> int:
-        return make_divisible(value, self.spec.channel_divisor)
+        spec = self.spec
+        return make_divisible(value, spec.channel_divisor, None, spec.round_limit)
 
-    def bn(self, foldable: bool = True) -> dict | None:
-        """Attributes of a batch norm, or None where it is folded into the conv
-        before it (`fold_batch_norm`). A batch norm that does not follow a conv
-        (a pre-norm) is not foldable and stays."""
+    def bn(self, foldable: bool = True) -> Norm | None:
+        """The network's norm (batch norm unless the spec's `norm` says otherwise;
+        timm calls every one `bn`), or None where a batch norm is folded into the
+        conv before it (`fold_batch_norm`, which only batch norm allows). A norm
+        that does not follow a conv (a pre-norm) is not foldable and stays."""
         if foldable and self.spec.fold_batch_norm:
             return None
-        return {
-            "eps": self.conv.bn_epsilon,
-            "momentum": self.conv.bn_momentum,
-            "foldable": foldable,
-        }
+        norm = self.spec.norm
+        return Norm(NORM_TYPES[norm.type], norm, self.conv, foldable)
 
 
 # ------------------------------------------------------------ typed parameters
 
 
-@dataclass(frozen=True)
-class Spatial:
-    """One k x k convolution: kernel, the stride it applies, its dilation and its
-    explicit (top, bottom, left, right) padding."""
-
-    kernel: int
-    stride: int
-    dilation: int
-    pad: tuple[int, int, int, int]
-
-    @property
-    def centred(self) -> bool:
-        """Padded as the frameworks pad by themselves: (k - 1) // 2 * d each side."""
-        same = self.dilation * (self.kernel - 1) // 2
-        return self.pad == (same, same, same, same)
-
-
-@dataclass(frozen=True)
-class SqueezeExcite:
-    """x * gate(fc2(act(fc1(avgpool(x))))), with `squeeze_c` channels inside."""
-
-    squeeze_c: int
-    act: str = "relu"
-    gate: str = "hardsigmoid"
-
-
-def spatial_convs(params: Any) -> dict[str, Spatial]:
-    """The k x k convolutions among a block's parameters, by field, in order."""
+def spatial_convs(params: Any) -> dict[str, Spatial | Mixed]:
+    """The k x k convolutions among a block's parameters (mixed ones included), by
+    field, in order."""
     return {
         f.name: value
         for f in fields(params)
-        if isinstance(value := getattr(params, f.name), Spatial)
+        if isinstance(value := getattr(params, f.name), Spatial | Mixed)
     }
 
 
@@ -153,12 +152,13 @@ def padding(
 ) -> tuple[int, int, int, int]:
     """Explicit (top, bottom, left, right) padding of a convolution.
 
-    Stride 1 is always symmetric. At stride 2, `rule` picks between the frameworks'
-    habits (see conventions.py): torchvision's symmetric pad, TensorFlow's SAME
-    (computed from the actual input size) or keras' fixed V1 pad at the end.
+    Stride 1 is symmetric where it can be (an odd effective kernel). At stride 2
+    (or for an even kernel), `rule` picks between the frameworks' habits (see
+    conventions.py): torchvision's symmetric pad, TensorFlow's SAME (computed from
+    the actual input size) or keras' fixed V1 pad at the end.
     """
     span = dilation * (kernel - 1)  # effective kernel size minus one
-    if stride == 1 or rule == "symmetric":
+    if (stride == 1 and span % 2 == 0) or rule == "symmetric":
         p = span // 2
         return (p, p, p, p)
     if rule == "end":
@@ -173,23 +173,54 @@ def padding(
 
 
 def spatial(
-    ctx: Context, kernel: int, stride: int, dilation: int, size: tuple[int, int]
-) -> Spatial:
-    """A row's k x k convolution: `output_stride` turns its stride into dilation
-    (see `atrous`), and the conventions' stride-2 padding rule pads it."""
+    ctx: Context,
+    kernel: int | tuple[int, ...],
+    stride: int,
+    dilation: int,
+    size: tuple[int, int],
+    rule: str | None = None,
+) -> Spatial | Mixed:
+    """A row's k x k convolution (a mixed one for several kernels): `output_stride`
+    turns its stride into dilation (see `atrous`), the spec's `anti_aliasing`
+    into stride 1 and a pooling after it (timm's `aa_layer`), and the
+    conventions' stride-2 padding rule (or `rule`) pads it."""
     stride, dilation = atrous(ctx, stride, dilation)
-    pad = padding(ctx.conv.stride2_padding, kernel, stride, dilation, size)
-    return Spatial(kernel, stride, dilation, pad)
+    pool = ctx.spec.anti_aliasing if stride > 1 else None
+    if pool is not None:
+        stride = 1
+    rule = rule or ctx.conv.stride2_padding
+
+    def one(k: int, pool: str | None) -> Spatial:
+        pad = padding(rule, k, stride, dilation, size)
+        return Spatial(k, stride, dilation, pad, pool)
+
+    if isinstance(kernel, int):
+        return one(kernel, pool)
+    return Mixed(tuple(one(k, None) for k in kernel), pool)
 
 
-def output_size(conv: Spatial, size: tuple[int, int]) -> tuple[int, int]:
-    """The (height, width) a convolution produces from `size`."""
-    top, bottom, left, right = conv.pad
-    k, s, d = conv.kernel, conv.stride, conv.dilation
-    return (
+def stride_one(kernel: int | tuple[int, ...]) -> Spatial | Mixed:
+    """A convolution of stride 1 that neither `output_stride` nor anti-aliasing
+    touches (a block's expansion or projection): 1x1, k x k, or mixed, padded
+    (k - 1) // 2 on each side."""
+
+    def one(k: int) -> Spatial:
+        return Spatial(k, 1, 1, padding("symmetric", k, 1, 1, (k, k)))
+
+    return one(kernel) if isinstance(kernel, int) else Mixed(tuple(map(one, kernel)))
+
+
+def output_size(conv: Spatial | Mixed, size: tuple[int, int]) -> tuple[int, int]:
+    """The (height, width) a convolution (and its anti-aliasing pooling, if any)
+    produces from `size`."""
+    first = conv.convs[0] if isinstance(conv, Mixed) else conv
+    top, bottom, left, right = first.pad
+    k, s, d = first.kernel, first.stride, first.dilation
+    out = (
         conv_out(size[0], k, s, d, top + bottom),
         conv_out(size[1], k, s, d, left + right),
     )
+    return ANTI_ALIASING[conv.pool].output_size(out) if conv.pool else out
 
 
 def atrous(ctx: Context, stride: int, dilation: int) -> tuple[int, int]:
@@ -223,27 +254,57 @@ def needs_expand(ctx: Context, changes_width: bool) -> bool:
 
 
 def squeeze(
-    ctx: Context, se: bool, exp_c: int, ratio: float, t: float | None = None
+    ctx: Context, row: Any, exp_c: int, t: float | None = None
 ) -> SqueezeExcite | None:
-    """Squeeze-excite on `exp_c` channels, as the spec's `squeeze_excite` builds it,
-    its width rounded by the conventions.
+    """The squeeze-excite a row asks for (`se`) on `exp_c` channels, as the spec's
+    `squeeze_excite` builds it.
 
-    Its width is `ratio` of the expanded width, or of the block's input (timm's
-    EfficientNet: ratio / t of the expanded width, so the input's for ratio rows).
+    Its width is the row's `se_c`, or its `se_ratio` of the expanded width or of
+    the block's input (timm's EfficientNet: se_ratio / t of the expanded width, so
+    the input's for ratio rows), rounded by the conventions (or by the attention
+    unit built in its place, where it rounds its own way). Its activation is the
+    spec's, or the row's own where the spec says `block`.
     """
-    if not se:
+    if not row.se:
         return None
     settings = ctx.spec.squeeze_excite
+    act = row.act if settings.act == BLOCK_ACTIVATION else settings.act
+    unit = settings.type if settings.type in SQUEEZE_EXCITE_UNITS else None
+    se_c = getattr(row, "se_c", None)  # only some row types can give one
+    if se_c is not None:
+        return SqueezeExcite(se_c, act=act, gate=settings.gate, unit=unit)
     if settings.width_from == "input":
-        value = (exp_c / t if t else ctx.in_c) * ratio
+        value = (exp_c / t if t else ctx.in_c) * row.se_ratio
     else:
-        value = exp_c * ratio
+        value = exp_c * row.se_ratio
     rounding = ctx.conv.se_rounding
-    if rounding == "round":
+    if unit is not None and SQUEEZE_EXCITE_UNITS[unit].width is not None:
+        width = SQUEEZE_EXCITE_UNITS[unit].width(value)  # the unit's own rounding
+    elif rounding == "round":
         width = max(1, round(value))
     else:
         width = ctx.divisible(int(value) if rounding == "floor" else value)
-    return SqueezeExcite(width, act=settings.act, gate=settings.gate)
+    return SqueezeExcite(width, act=act, gate=settings.gate, unit=unit)
+
+
+def group_size(ctx: Context, row: Any, default: int | None) -> int | None:
+    """Channels per group of a row's grouped convolutions: its own `group_size`,
+    else the spec's, else the block's `default` (1: depthwise; None: one group,
+    a full convolution), as timm's decode_arch_def and block defaults decide."""
+    own = getattr(row, "group_size", None)
+    if own is not None:
+        return own
+    return ctx.spec.group_size if ctx.spec.group_size is not None else default
+
+
+def groups(channels: int, size: int | None, name: str) -> int:
+    """How many groups a convolution counting `channels` has in groups of `size`
+    (timm's num_groups; None: one group)."""
+    if size is None:
+        return 1
+    if channels % size:
+        raise IRError(f"{name}: {channels} channels do not split into groups of {size}")
+    return channels // size
 
 
 def shortcut(ctx: Context, row: Any, stride: int, out_c: int) -> tuple[bool, float]:
@@ -266,53 +327,129 @@ def conv_bn_act(
     name: str,
     *,
     out_c: int,
-    conv: Spatial,
+    conv: Spatial | Mixed,
     act: str | None,
-    bn: dict | None,
+    bn: Norm | None,
     depthwise: bool = False,
     multiplier: int = 1,
+    groups: int = 1,
+    bias: bool | None = None,
 ) -> str:
-    """[pad] -> conv or depthwise conv (no bias) -> batch norm -> [activation].
+    """[pad] -> conv (of `groups` groups) or depthwise conv (no bias; a mixed conv:
+    one per channel group, concatenated) -> norm -> [activation] -> [anti-aliasing
+    pooling].
 
-    With `bn` None (folded for inference) the conv has a bias and no batch norm."""
-    in_c = graph.shape(x)[0]
-    if not is_symmetric(conv.pad):
-        x = graph.add("pad", [x], f"{name}.pad", pad=conv.pad)
-        pads = (0, 0)
+    With `bn` None (folded for inference, or none at all) the conv has a bias and no
+    norm, unless `bias` says otherwise."""
+    bias = bn is None if bias is None else bias
+    if isinstance(conv, Mixed):
+        x = mixed_conv.add(
+            graph,
+            x,
+            name,
+            conv,
+            out_c=out_c,
+            depthwise=depthwise,
+            single=lambda *args: _conv(*args, bias=bias),
+        )
     else:
-        pads = (conv.pad[0], conv.pad[0])
+        x = _conv(
+            graph, x, name, out_c, conv, depthwise, "", {}, multiplier, bias, groups
+        )
+    x = norm_act(graph, x, name, bn, act)
+    if conv.pool is not None:
+        x = ANTI_ALIASING[conv.pool].add(graph, x, f"{name}.aa")
+    return x
+
+
+def depthwise(
+    graph: Graph,
+    x: str,
+    name: str,
+    *,
+    conv: Spatial | Mixed,
+    act: str | None,
+    bn: Norm | None,
+    group_size: int,
+    multiplier: int = 1,
+) -> str:
+    """A block's depthwise conv-norm-act, or with `group_size` other than 1 a
+    grouped conv of that many channels per group (timm's `gs`)."""
+    in_c = graph.shape(x)[0]
+    return conv_bn_act(
+        graph,
+        x,
+        name,
+        out_c=in_c * multiplier,
+        conv=conv,
+        act=act,
+        bn=bn,
+        depthwise=group_size == 1,
+        multiplier=multiplier,
+        groups=groups(in_c, group_size, name),
+    )
+
+
+def norm_act(graph: Graph, x: str, name: str, bn: Norm | None, act: str | None) -> str:
+    """[norm `<name>.bn`] -> [activation `<name>.act`]; a norm that activates
+    (EvoNorm-S0) applies the activation itself, in its own way."""
+    if bn is not None:
+        x = bn.add(graph, x, f"{name}.bn", activated=act is not None)
+    if act is not None and not (bn is not None and bn.type.activates):
+        x = graph.add("act", [x], f"{name}.act", fn=act)
+    return x
+
+
+def _conv(
+    graph: Graph,
+    x: str,
+    name: str,
+    out_c: int,
+    conv: Spatial,
+    depthwise: bool,
+    suffix: str,
+    mark: dict,
+    multiplier: int = 1,
+    bias: bool = False,
+    groups: int = 1,
+) -> str:
+    """[pad `name`.pad`suffix`] -> conv or depthwise conv `name`.conv`suffix`, its
+    attributes completed by `mark` (a mixed conv's group says which it is)."""
+    in_c = graph.shape(x)[0]
+    x, pads = padded(graph, x, f"{name}.pad{suffix}", conv.pad)
     common = {
         "kernel": conv.kernel,
         "stride": conv.stride,
         "dilation": conv.dilation,
         "padding": pads,
-        "bias": bn is None,
+        "bias": bias,
+        **mark,
     }
     if depthwise:
-        x = graph.add(
+        return graph.add(
             "dwconv",
             [x],
-            f"{name}.conv",
+            f"{name}.conv{suffix}",
             channels=in_c,
             multiplier=multiplier,
             **common,
         )
-    else:
-        x = graph.add(
-            "conv", [x], f"{name}.conv", in_c=in_c, out_c=out_c, groups=1, **common
-        )
-    if bn is not None:
-        x = graph.add("bn", [x], f"{name}.bn", channels=graph.shape(x)[0], **bn)
-    if act is not None:
-        x = graph.add("act", [x], f"{name}.act", fn=act)
-    return x
+    return graph.add(
+        "conv",
+        [x],
+        f"{name}.conv{suffix}",
+        in_c=in_c,
+        out_c=out_c,
+        groups=groups,
+        **common,
+    )
 
 
 POINTWISE = Spatial(kernel=1, stride=1, dilation=1, pad=(0, 0, 0, 0))
 
 
 def pointwise(
-    graph: Graph, x: str, name: str, out_c: int, act: str | None, bn: dict | None
+    graph: Graph, x: str, name: str, out_c: int, act: str | None, bn: Norm | None
 ) -> str:
     """A 1x1 conv-bn[-act]: the expand and projection layers of the block types."""
     return conv_bn_act(graph, x, name, out_c=out_c, conv=POINTWISE, act=act, bn=bn)
@@ -333,24 +470,15 @@ def layer_scale(graph: Graph, x: str, name: str, init: float) -> str:
     return graph.add("scale", [x], f"{name}.layer_scale", channels=channels, init=init)
 
 
-def is_symmetric(pad: tuple[int, int, int, int]) -> bool:
-    return pad[0] == pad[1] == pad[2] == pad[3]
-
-
 def squeeze_excite(graph: Graph, x: str, name: str, se: SqueezeExcite) -> str:
-    """x * gate(fc2(act(fc1(avgpool(x))))), the MobileNet V3 SE module."""
+    """x * gate(fc2(act(fc1(avgpool(x))))), the MobileNet V3 SE module, or the
+    attention unit built in its place (`se.unit`)."""
+    if se.unit is not None:
+        return SQUEEZE_EXCITE_UNITS[se.unit].excite(graph, x, name, se)
     channels = graph.shape(x)[0]
     s = graph.add("pool", [x], f"{name}.pool", mode="avg", keepdims=True)
-    fc = {
-        "kernel": 1,
-        "stride": 1,
-        "dilation": 1,
-        "padding": (0, 0),
-        "groups": 1,
-        "bias": True,
-    }
-    s = graph.add("conv", [s], f"{name}.fc1", in_c=channels, out_c=se.squeeze_c, **fc)
+    s = graph.add("conv", [s], f"{name}.fc1", in_c=channels, out_c=se.squeeze_c, **FC)
     s = graph.add("act", [s], f"{name}.relu", fn=se.act)
-    s = graph.add("conv", [s], f"{name}.fc2", in_c=se.squeeze_c, out_c=channels, **fc)
+    s = graph.add("conv", [s], f"{name}.fc2", in_c=se.squeeze_c, out_c=channels, **FC)
     s = graph.add("act", [s], f"{name}.gate", fn=se.gate)
     return graph.add("mul", [x, s], f"{name}.mul")

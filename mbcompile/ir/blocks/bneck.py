@@ -13,6 +13,7 @@ from ...frontend.fields import (
     Activation,
     Channels,
     Dilation,
+    GroupSize,
     Kernel,
     Repeats,
     RowModel,
@@ -47,6 +48,9 @@ class BneckRow(RowModel):
     se_ratio: SeRatio = 0.25
     """Squeeze width as this ratio of the width `squeeze_excite.width_from` names
     (0–1)."""
+    se_c: Channels | None = None
+    """Squeeze width in channels, instead of `se_ratio` (not width-scaled nor rounded:
+    timm's pruned models give every block's)."""
     dilation: Dilation = 1
     """Dilation of the spatial convolution (1–16; needs `s: 1`)."""
     residual: bool = True
@@ -55,6 +59,8 @@ class BneckRow(RowModel):
     expand: bool | None = None
     """Whether the 1×1 expansion exists; none: the conventions' `expand_conv`
     decides."""
+    group_size: GroupSize | None = None
+    """Channels per group of the depthwise convolution; none: 1 (depthwise)."""
 
 
 def resolve(ctx: Context, row: BneckRow, stride: int, size) -> inverted_residual.Params:

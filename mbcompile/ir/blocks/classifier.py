@@ -1,6 +1,7 @@
 """classifier (the head after the features): global pooling, an optional hidden
 fully connected layer (V3; with batch norm in MobileNetV4), dropout and the logits
-layer. Not a stage-table row.
+layer (none with num_classes 0: the pooled features are the output, as timm's
+num_classes=0). Not a stage-table row.
 
 Under timm's conventions (`classifier: conv_head`) the hidden layer is a 1x1 conv on
 the pooled 1x1 map, as timm's `conv_head` (a 4-D weight), before flattening.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..graph import Graph
+from ..graph import Graph, IRError
 from . import base
 from .base import BlockType, Context
 
@@ -20,7 +21,8 @@ class Params:
     in_f: int
     hidden_c: int  # 0: no hidden layer
     hidden_act: str | None
-    hidden_norm: bool  # batch norm after the hidden layer (which then has no bias)
+    hidden_norm: bool  # batch norm after the hidden layer
+    hidden_bias: bool  # the hidden layer's bias, as built (a folded norm gives one)
     dropout: float
     num_classes: int
     form: str  # how Keras spells a dense layer: "linear" or "conv1x1" (conventions)
@@ -32,16 +34,22 @@ def params(
     hidden_c: int,
     hidden_act: str | None,
     hidden_norm: bool,
+    hidden_bias: bool,
     dropout: float,
 ) -> Params:
+    """`hidden_bias`: whether the spec's hidden layer has a bias in its trained form;
+    a batch norm folded into a conv_head gives it one."""
+    form = ctx.conv.classifier
+    folded = hidden_norm and form == "conv_head" and ctx.spec.fold_batch_norm
     return Params(
         in_f=ctx.in_c,
         hidden_c=hidden_c,
         hidden_act=hidden_act,
         hidden_norm=hidden_norm,
+        hidden_bias=hidden_bias or folded,
         dropout=dropout,
         num_classes=ctx.spec.num_classes,
-        form=ctx.conv.classifier,
+        form=form,
         pool=ctx.spec.head.pool,
     )
 
@@ -62,23 +70,32 @@ def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
                 conv=base.POINTWISE,
                 act=p.hidden_act,
                 bn=bn,
+                bias=p.hidden_bias,
             )
             x = graph.add("flatten", [x], f"{name}.flatten")
         else:
+            if bn is not None and not bn.type.dense:
+                raise IRError(
+                    f"{name}.hidden: {bn.type.name} normalises feature maps; after a "
+                    "dense hidden layer only batch norm does (a 1x1 conv head, "
+                    "conventions.classifier: conv_head, takes any norm)"
+                )
             x = graph.add(
                 "dense",
                 [x],
                 f"{name}.hidden",
                 in_f=features,
                 out_f=p.hidden_c,
-                bias=bn is None,
+                bias=p.hidden_bias,
                 form=p.form,
             )
             if bn is not None:
-                x = graph.add("bn", [x], f"{name}.hidden.bn", channels=p.hidden_c, **bn)
+                x = bn.add(graph, x, f"{name}.hidden.bn")
             x = graph.add("act", [x], f"{name}.act", fn=p.hidden_act)
         features = p.hidden_c
     x = graph.add("dropout", [x], f"{name}.dropout", rate=p.dropout)
+    if not p.num_classes:
+        return x
     return graph.add(
         "dense",
         [x],

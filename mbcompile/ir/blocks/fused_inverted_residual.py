@@ -1,7 +1,7 @@
 """fused inverted residual (EdgeTPU, EfficientNetV2 FusedMBConv): a k x k full
-convolution expands (+BN+act) in place of 1x1 expand + depthwise, then a 1x1 linear
-projection; when the expansion keeps the width (t = 1) it is a single k x k
-conv-bn-act, as torchvision's FusedMBConv."""
+convolution expands (+BN+act) in place of 1x1 expand + depthwise, [squeeze-excite],
+then a 1x1 linear projection; when the expansion keeps the width (t = 1) it is a
+single k x k conv-bn-act, as torchvision's FusedMBConv."""
 
 from __future__ import annotations
 
@@ -14,22 +14,24 @@ from ...frontend.fields import (
     Activation,
     Channels,
     Dilation,
+    GroupSize,
     Kernel,
     Positive,
     Repeats,
     RowModel,
+    SeRatio,
     one_expansion,
 )
 from ...frontend.fields import Stride as StrideField
 from ..graph import Graph
 from . import base
-from .base import BlockType, Context, Spatial
+from .base import BlockType, Context, Spatial, SqueezeExcite
 
 
 class FusedInvertedResidualRow(RowModel):
     """Fused inverted residual (EdgeTPU, EfficientNetV2): a k x k full conv expands
-    (instead of 1x1 + depthwise), then a 1x1 linear projection; one k x k conv when
-    the expansion keeps the width (t = 1)."""
+    (instead of 1x1 + depthwise), [squeeze-excite], then a 1x1 linear projection;
+    one k x k conv when the expansion keeps the width (t = 1)."""
 
     block: Literal["fused_inverted_residual"]
     """The row's block type; default: the spec's top-level `block`."""
@@ -48,6 +50,15 @@ class FusedInvertedResidualRow(RowModel):
     """Kernel size of the full k×k expanding convolution (odd, 1–11)."""
     act: Activation = "relu6"
     """Activation after the expanding convolution; the projection is linear."""
+    se: bool = False
+    """Squeeze-excite after the k x k convolution (timm's `er` rows with `se`); how
+    it is built is the spec's `squeeze_excite`."""
+    se_ratio: SeRatio = 0.25
+    """Squeeze width as this ratio of the width `squeeze_excite.width_from` names
+    (0–1)."""
+    se_c: Channels | None = None
+    """Squeeze width in channels, instead of `se_ratio` (not width-scaled nor rounded:
+    timm's pruned models give every block's)."""
     dilation: Dilation = 1
     """Dilation of the spatial convolution (1–16; needs `s: 1`)."""
     residual: bool = True
@@ -56,6 +67,9 @@ class FusedInvertedResidualRow(RowModel):
     expand: bool | None = None
     """Whether the k×k expansion and its 1×1 projection exist (else one k×k
     conv-bn-act to `c`); none: when the width changes (the timm profile: always)."""
+    group_size: GroupSize | None = None
+    """Channels per group of the k×k convolution, counted on its output (timm's
+    EdgeResidual); none: one group."""
 
     @model_validator(mode="after")
     def _expansion(self) -> FusedInvertedResidualRow:
@@ -70,14 +84,16 @@ class Params:
     out_c: int
     expand: bool  # False: one k x k conv-bn-act straight to out_c, no projection
     conv: Spatial
+    groups: int  # of the k x k conv: its output width / group_size (timm's count)
     act: str
+    se: SqueezeExcite | None  # on the k x k conv's output
     residual: bool
     drop_path: float  # stochastic depth of the residual branch
 
 
 def resolve(ctx: Context, row: FusedInvertedResidualRow, stride: int, size) -> Params:
     exp_c = base.expanded(ctx, row.t, row.exp)
-    out_c = ctx.scale(row.c, stage=True)
+    out_c = ctx.stage_width(row.c)
     expand_conv = row.expand
     if expand_conv is None:
         expand_conv = ctx.conv.expand_conv == "always" or exp_c != ctx.in_c
@@ -88,7 +104,17 @@ def resolve(ctx: Context, row: FusedInvertedResidualRow, stride: int, size) -> P
         out_c=out_c,
         expand=expand_conv,
         conv=base.spatial(ctx, row.k, stride, row.dilation, size),
+        groups=base.groups(
+            exp_c if expand_conv else out_c,
+            base.group_size(ctx, row, None),
+            ctx.block_name,
+        ),
         act=row.act,
+        se=(
+            base.squeeze(ctx, row, exp_c, row.t)
+            if expand_conv
+            else base.squeeze(ctx, row, out_c)  # on the one conv's output
+        ),
         residual=residual,
         drop_path=drop_path,
     )
@@ -104,7 +130,10 @@ def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
         conv=p.conv,
         act=p.act,
         bn=ctx.bn(),
+        groups=p.groups,
     )
+    if p.se is not None:
+        x = base.squeeze_excite(graph, x, f"{name}.se", p.se)
     if p.expand:
         x = base.pointwise(graph, x, f"{name}.project", p.out_c, None, ctx.bn())
     if p.residual:

@@ -84,7 +84,7 @@ def resolve(ctx: Context, row: MobileAttentionRow, stride: int, size) -> Params:
     if row.kv_stride > 1:
         pad = base.padding(ctx.conv.stride2_padding, row.k, row.kv_stride, 1, size)
         kv = Spatial(row.k, row.kv_stride, 1, pad)
-    out_c = ctx.scale(row.c, stage=True)
+    out_c = ctx.stage_width(row.c)
     residual, drop_path = base.shortcut(ctx, row, stride, out_c)
     return Params(
         in_c=ctx.in_c,
@@ -102,7 +102,7 @@ def resolve(ctx: Context, row: MobileAttentionRow, stride: int, size) -> Params:
 
 def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
     shortcut = x
-    x = graph.add("bn", [x], f"{name}.norm", channels=p.in_c, **ctx.bn(foldable=False))
+    x = ctx.bn(foldable=False).add(graph, x, f"{name}.norm")
 
     def projection(x: str, part: str, out_c: int) -> str:
         return graph.add(
@@ -136,10 +136,7 @@ def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
     queries = x
     if p.query_stride > 1:
         queries = graph.add("avgpool", [x], f"{name}.query.pool", size=p.query_stride)
-        norm = ctx.bn(foldable=False)
-        queries = graph.add(
-            "bn", [queries], f"{name}.query.norm", channels=p.in_c, **norm
-        )
+        queries = ctx.bn(foldable=False).add(graph, queries, f"{name}.query.norm")
     queries = projection(queries, "query", p.heads * p.key_dim)
     keys = projection(downsampled("key"), "key", p.key_dim)
     values = projection(downsampled("value"), "value", p.value_dim)
@@ -169,5 +166,9 @@ BLOCK = BlockType(
     template="mobile_attention",
     class_name="MobileAttention",
     colour="#f2a6c8",
-    helpers=frozenset({"timm_layers", "attention_init", "keras_ops"}),
+    helpers=frozenset({"timm_layers", "attention_init", "keras_ops", "norm_layer"}),
+    # timm builds the query, key and value norms from the bare norm layer (a
+    # GroupNormAct there would bring its default ReLU): batch norm, or RMSNorm as
+    # MobileNetV5 builds it (its bare RmsNorm2d has no activation).
+    norms=("batch_norm", "rms_norm"),
 )

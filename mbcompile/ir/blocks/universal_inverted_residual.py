@@ -26,6 +26,7 @@ from pydantic import AfterValidator, model_validator
 from ...frontend.fields import (
     Activation,
     Channels,
+    GroupSize,
     Positive,
     Repeats,
     RowModel,
@@ -88,6 +89,8 @@ class UniversalInvertedResidualRow(RowModel):
     residual: bool = True
     """The shortcut (add the input) where stride 1 and widths allow; `false` drops
     it."""
+    group_size: GroupSize | None = None
+    """Channels per group of its depthwise convolutions; none: 1 (depthwise)."""
 
     @model_validator(mode="after")
     def _parts(self) -> UniversalInvertedResidualRow:
@@ -114,6 +117,7 @@ class Params:
     start: Spatial | None  # the depthwise convs that exist
     mid: Spatial | None
     end: Spatial | None
+    group_size: int  # channels per group of the k x k convs: 1 is depthwise
     act: str
     layer_scale: float | None
     residual: bool
@@ -137,13 +141,14 @@ def resolve(
         )
         convs[part] = conv
         size = base.output_size(conv, size)
-    out_c = ctx.scale(row.c, stage=True)
+    out_c = ctx.stage_width(row.c)
     residual, drop_path = base.shortcut(ctx, row, stride, out_c)
     return Params(
         in_c=ctx.in_c,
         exp_c=base.expanded(ctx, row.t, row.exp),
         out_c=out_c,
         **convs,
+        group_size=base.group_size(ctx, row, 1),
         act=row.act,
         layer_scale=row.layer_scale,
         residual=residual,
@@ -155,15 +160,14 @@ def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
     shortcut = x
 
     def depthwise(x: str, part: str, conv: Spatial, act: str | None) -> str:
-        return base.conv_bn_act(
+        return base.depthwise(
             graph,
             x,
             f"{name}.dw_{part}",
-            out_c=graph.shape(x)[0],
             conv=conv,
             act=act,
             bn=ctx.bn(),
-            depthwise=True,
+            group_size=p.group_size,
         )
 
     if p.start is not None:
