@@ -76,10 +76,22 @@ def count_macs(model, resolution: int) -> int:
     """Multiply-accumulates of every Conv2d and Linear for one image, counted by
     forward hooks on timm's own modules (out elements x in/groups x kh x kw), and of
     both matrix products of every multi-query attention (heads x queries x keys x
-    (key width + value width))."""
+    (key width + value width)), keys counted as its key branch outputs them. On the
+    model's device: on the meta device only shapes are computed (a 300M model at
+    768 counts in seconds).
+
+    Two of timm's layers convolve with `F.conv2d` where no Conv2d module runs, so
+    they have hooks of their own, counting what mbcompile's costs count (see
+    mbcompile/analysis/cost.py): a CondConv2d is the convolution with the sample's
+    kernel plus mixing that kernel from the experts' (its `routing @ weight`:
+    experts x kernel size); a BlurPool2d is a fixed depthwise convolution, its
+    filter's taps per output element. A GlobalContext's attention pooling is a
+    matrix product in its forward (the map (C, H x W) @ its softmaxed attention
+    (H x W, 1)): C x H x W per image, read off its input."""
     import torch
 
     total = 0
+    key_positions: dict[int, int] = {}
 
     def conv(module, inputs, output):
         nonlocal total
@@ -87,24 +99,34 @@ def count_macs(model, resolution: int) -> int:
         per_output = module.in_channels // module.groups * kh * kw
         total += output[0].numel() * per_output
 
+    def cond_conv(module, inputs, output):
+        nonlocal total
+        kh, kw = module.kernel_size
+        per_output = module.in_channels // module.groups * kh * kw
+        total += output[0].numel() * per_output + module.weight.numel()
+
+    def blur_pool(module, inputs, output):
+        nonlocal total
+        total += output[0].numel() * module.filt_size**2
+
+    def global_context(module, inputs, output):
+        nonlocal total
+        total += inputs[0][0].numel()  # channels x positions, one image
+
     def linear(module, inputs, output):
         nonlocal total
         total += module.in_features * module.out_features
+
+    def keys(module, inputs, output):  # the key branch runs before the attention
+        key_positions[id(module)] = output.shape[2] * output.shape[3]
 
     def attention(module, inputs, output):
         nonlocal total
         x = inputs[0]
         stride_h, stride_w = module.query_strides
         queries = (x.shape[2] // stride_h) * (x.shape[3] // stride_w)
-        keys = x.shape[2] * x.shape[3]
-        if module.kv_stride > 1:  # positions after the keys' strided depthwise conv
-            conv = module.key.down_conv
-            (kh, kw), (sh, sw), (ph, pw) = conv.kernel_size, conv.stride, conv.padding
-            keys = ((x.shape[2] + 2 * ph - kh) // sh + 1) * (
-                (x.shape[3] + 2 * pw - kw) // sw + 1
-            )
         widths = module.key_dim + module.value_dim
-        total += module.num_heads * queries * keys * widths
+        total += module.num_heads * queries * key_positions[id(module.key)] * widths
 
     hooks = []
     for module in model.modules():
@@ -112,11 +134,19 @@ def count_macs(model, resolution: int) -> int:
             hooks.append(module.register_forward_hook(conv))
         elif isinstance(module, torch.nn.Linear):
             hooks.append(module.register_forward_hook(linear))
+        elif type(module).__name__ == "CondConv2d":
+            hooks.append(module.register_forward_hook(cond_conv))
+        elif type(module).__name__ == "BlurPool2d":
+            hooks.append(module.register_forward_hook(blur_pool))
+        elif type(module).__name__ == "GlobalContext":
+            hooks.append(module.register_forward_hook(global_context))
         elif type(module).__name__ == "MultiQueryAttention2d":
+            hooks.append(module.key.register_forward_hook(keys))
             hooks.append(module.register_forward_hook(attention))
+    device = next(model.parameters()).device
     try:
         with torch.no_grad():
-            model(torch.zeros(1, 3, resolution, resolution))
+            model(torch.zeros(1, 3, resolution, resolution, device=device))
     finally:
         for hook in hooks:
             hook.remove()

@@ -37,6 +37,14 @@ def batch_norm(name: str) -> layers.Layer:
     )
 
 
+def flatten(x):
+    """(N, 1, 1, C) -> (N, C) as the mean over the 1x1 map, exactly the values:
+    TFLite lowers it to one MEAN, which XNNPACK runs with the rest of the graph
+    (Flatten's reshape to a dynamic batch size becomes SHAPE -> STRIDED_SLICE ->
+    PACK -> RESHAPE, which XNNPACK does not take: two partitions)."""
+    return layers.GlobalAveragePooling2D(name="flatten")(x)
+
+
 def padded(x, pad, name: str):
     """Explicit ZeroPadding2D ((top, bottom), (left, right)) and a "valid" conv, or
     no padding layer and a "same" conv (exact at stride 1)."""
@@ -206,7 +214,7 @@ def build_model(num_classes: int = 1000, dropout: float = 0.0) -> keras.Model:
     x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
     x = layers.Conv2D(1280, 1, kernel_initializer=conv_init(), name="conv_head")(x)
     x = ACTIVATIONS["hardswish"]("conv_head_hardswish")(x)
-    x = layers.Flatten(name="flatten")(x)
+    x = flatten(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Dense(
         num_classes, kernel_initializer=dense_init(num_classes), name="classifier"

@@ -63,15 +63,12 @@ class FusedInvertedResidual(nn.Module):
         residual: bool = False,
     ) -> None:
         super().__init__()
+        width = out_c if expanded is None else expanded  # no projection without
+        layers: list[nn.Module] = [
+            ConvBNAct(in_c, width, kernel, stride, act),
+        ]
         if expanded is not None:
-            layers = [
-                ConvBNAct(in_c, expanded, kernel, stride, act),
-                ConvBNAct(expanded, out_c, 1),
-            ]
-        else:
-            layers = [
-                ConvBNAct(in_c, out_c, kernel, stride, act),
-            ]
+            layers.append(ConvBNAct(expanded, out_c, 1))
         self.block = nn.Sequential(*layers)
         self.use_res_connect = residual
 

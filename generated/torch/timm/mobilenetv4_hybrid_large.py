@@ -63,6 +63,12 @@ def norm_act(channels: int, act: str | None = None) -> nn.Module:
     return BatchNormAct(channels, act)
 
 
+def norm_layer(channels: int) -> nn.Module:
+    """The network's norm where no convolution precedes it (attention's pre-norm,
+    the fusion neck's last norm): kept in the folded inference form too."""
+    return BatchNormAct(channels, None)
+
+
 class ConvNormAct(nn.Module):
     """Conv -> batch norm -> activation, attributes `conv` and `bn` (timm's)."""
 
@@ -233,7 +239,7 @@ class MobileAttention(nn.Module):
         residual: bool = False,
     ) -> None:
         super().__init__()
-        self.norm = BatchNormAct(in_c)  # a pre-norm: never folded
+        self.norm = norm_layer(in_c)  # a pre-norm: never folded
         self.attn = MultiQueryAttention(
             in_c, out_c, heads, key_dim, value_dim, kv_stride=kv_stride
         )
