@@ -21,7 +21,8 @@ was. Every refusal and every failure of the operating system is a SpecError
 (exit code 2).
 
 Standard output that is full, closed or cannot encode a character ends in a
-one-line error (or `?` for the character), never in a traceback.
+one-line error (or `?` for the character), never in a traceback. Progress of long
+work (`Progress`) goes to standard error.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -203,6 +206,21 @@ def _check_folder(folder: Path, shown: str) -> None:
 def write_file(target: str | Path, data: bytes, inputs: Inputs = NO_INPUTS) -> Path:
     """Write `data` to `target` atomically, after `check_target`; missing folders
     are created. Returns the path written."""
+    return write_stream(target, lambda handle: handle.write(data), inputs)
+
+
+def write_stream(
+    target: str | Path,
+    write: Callable[[BinaryIO], object],
+    inputs: Inputs = NO_INPUTS,
+) -> Path:
+    """`write_file` for content that `write(handle)` produces into the temporary
+    file (a file too large to hold in memory, or written by a library such as
+    h5py). The handle never raises on a write the system refuses (a full disk, a
+    file-size limit: EFBIG): it records the failure and takes no more data, so the
+    library finishes as if all went well — HDF5, told of a failed write, can crash
+    the process when it closes the file — and the failure is reported after
+    `write` returns. Nothing is left behind on failure."""
     path, replaced = check_target(target, inputs)
     shown = shorten_path(target)
     folder = path.parent
@@ -212,9 +230,10 @@ def write_file(target: str | Path, data: bytes, inputs: Inputs = NO_INPUTS) -> P
     except (OSError, ValueError) as exc:
         raise SpecError(f"cannot write {shown}: {_reason(exc)}") from None
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        with GuardedFile(fd) as handle:
+            write(handle)
             handle.flush()
+            handle.check()
             os.fsync(handle.fileno())
         if replaced is not None:
             with contextlib.suppress(OSError):  # only root may give files away
@@ -231,6 +250,133 @@ def write_file(target: str | Path, data: bytes, inputs: Inputs = NO_INPUTS) -> P
         raise
     _sync_folder(folder)
     return path
+
+
+def move_folder(
+    source: Path, target: str | Path, inputs: Inputs = NO_INPUTS, *, marker: str
+) -> Path:
+    """Put a finished folder (a SavedModel) at `target`: copied beside it under a
+    short temporary name, then renamed into place, so that no reader sees half of
+    it. An existing `target` is replaced only if it is a folder holding `marker`
+    (what this command writes: `saved_model.pb`); anything else there is refused.
+    Returns the path written."""
+    path = Path(target)
+    shown = shorten_path(target)
+    check_target(path / marker, inputs)
+    old = None
+    if path.exists() or path.is_symlink():
+        if path.is_symlink() or not path.is_dir() or not (path / marker).is_file():
+            raise SpecError(
+                f"refusing to replace {shown}: it is not a folder this command "
+                f"wrote (no {marker} in it)"
+            )
+        old = path
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".mbc-", suffix=".tmp", dir=folder))
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"cannot write {shown}: {_reason(exc)}") from None
+    retired = None
+    try:
+        for item in sorted(source.rglob("*")):
+            destination = tmp / item.relative_to(source)
+            if item.is_dir():
+                destination.mkdir()
+            else:
+                copy_file(item, destination)
+        os.chmod(tmp, 0o777 & ~_umask())
+        if old is not None:
+            retired = Path(tempfile.mkdtemp(prefix=".mbc-", suffix=".old", dir=folder))
+            os.replace(old, retired / "replaced")
+        os.replace(tmp, path)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if retired is not None and not path.exists():
+            with contextlib.suppress(OSError):
+                os.replace(retired / "replaced", path)  # the old folder back
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise SpecError(f"cannot write {shown}: {_reason(exc)}") from None
+        raise
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+    _sync_folder(folder)
+    return path
+
+
+def copy_file(source: Path, target: str | Path, inputs: Inputs = NO_INPUTS) -> Path:
+    """`write_file` with the bytes of the file `source` (read in pieces)."""
+    with source.open("rb") as data:
+        return write_stream(target, lambda handle: _copy_data(data, handle), inputs)
+
+
+def _copy_data(source, handle) -> None:
+    while chunk := source.read(1 << 20):
+        handle.write(chunk)
+
+
+class GuardedFile(io.RawIOBase):
+    """A read-write file on a descriptor whose failed writes are recorded rather
+    than raised (see `write_stream`); `check()` raises the first."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self.error: OSError | None = None
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self._fd, offset, whence)
+
+    def tell(self) -> int:
+        return os.lseek(self._fd, 0, os.SEEK_CUR)
+
+    def readinto(self, buffer) -> int:
+        data = os.read(self._fd, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        if self.error is None:
+            try:
+                done = 0
+                while done < len(view):
+                    done += os.write(self._fd, view[done:])
+            except OSError as exc:
+                self.error = exc
+        return len(view)
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self.tell() if size is None else size
+        if self.error is None:
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError as exc:
+                self.error = exc
+        return size
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
 
 
 def _umask() -> int:
@@ -287,11 +433,15 @@ def _discard_stdout() -> None:
 
 def write_stderr(line: str) -> None:
     """One line of news or error on standard error; nowhere if it is closed."""
+    _stderr(line + "\n")
+
+
+def _stderr(text: str) -> None:
     stream = sys.stderr
     if stream is None:
         return
     with contextlib.suppress(OSError, ValueError):
-        stream.write(line + "\n")
+        stream.write(text)
         stream.flush()
 
 
@@ -299,18 +449,75 @@ def write_stderr(line: str) -> None:
 def quiet_stderr():
     """Descriptor 2 points at the null device inside: native libraries
     (TensorFlow's logging) write there directly, before any setting can stop them."""
+    with _quiet(2):
+        yield
+
+
+@contextlib.contextmanager
+def quiet_streams():
+    """Descriptors 1 and 2 point at the null device inside: frameworks that print
+    as they convert (TensorFlow's "Saved artifact at ...", ExecuTorch's cpuinfo
+    notes) keep the command's own output readable."""
+    with _quiet(1), _quiet(2):
+        yield
+
+
+@contextlib.contextmanager
+def _quiet(fd: int):
+    stream = sys.stdout if fd == 1 else sys.stderr
     with contextlib.suppress(AttributeError, OSError, ValueError):
-        sys.stderr.flush()
+        stream.flush()
     try:
-        saved = os.dup(2)
-    except OSError:  # no descriptor 2 at all: nothing to protect
+        saved = os.dup(fd)
+    except OSError:  # no such descriptor at all: nothing to protect
         yield
         return
     null = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(null, 2)
+        os.dup2(null, fd)
         yield
     finally:
-        os.dup2(saved, 2)
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
+        os.dup2(saved, fd)
         os.close(saved)
         os.close(null)
+
+
+# ------------------------------------------------------------------ progress
+
+
+class Progress:
+    """Progress of a command that takes seconds, on standard error: one line
+    redrawn on a terminal; elsewhere (a log, a pipe) a line every tenth of the way
+    once the work has taken a second, so quick runs stay silent and long ones show
+    that they move."""
+
+    QUIET_S = 1.0  # no lines before this, off a terminal
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.done = label, total, 0
+        self.start = time.monotonic()
+        stream = sys.stderr
+        self.terminal = bool(stream is not None and stream.isatty())
+        self.every = max(1, total // 10)
+        self.shown = False
+
+    def step(self) -> None:
+        self.done += 1
+        if self.terminal:
+            _stderr(f"\r{self._line()}\x1b[K")
+            self.shown = True
+            return
+        due = self.done % self.every == 0 or self.done == self.total
+        if due and time.monotonic() - self.start >= self.QUIET_S:
+            _stderr(self._line() + "\n")
+            self.shown = True
+
+    def close(self) -> None:
+        if self.terminal and self.shown:
+            _stderr("\n")
+
+    def _line(self) -> str:
+        seconds = time.monotonic() - self.start
+        return f"{self.label}: {self.done}/{self.total} ({seconds:.0f} s)"

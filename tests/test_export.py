@@ -78,6 +78,19 @@ CASES = [(SPECS / f"{name}.yaml", ()) for name in CANONICAL] + TIMM + EXAMPLES
 CASE_IDS = [
     p.stem if p.parent == SPECS else f"{p.parent.name}/{p.stem}" for p, _ in CASES
 ]
+# The default run exports one canonical spec, timm's attention (Mobile MQA) and a
+# backbone with named feature outputs in every format; `pytest -m slow` exports the
+# rest (tests/test_export_command.py also exports timm's mobilenetv4_conv_small and a
+# canonical spec to every format through `mbcompile export`).
+DEFAULT_CASES = (
+    "v3_small",
+    "timm/mobilenetv4_hybrid_medium",
+    "examples/detection_backbone",
+)
+CASE_PARAMS = [
+    pytest.param(c, id=i, marks=() if i in DEFAULT_CASES else (pytest.mark.slow,))
+    for c, i in zip(CASES, CASE_IDS, strict=True)
+]
 
 # Exported at batch 2 and checked at batches 2 and 3 (the batch dimension is dynamic).
 OTHER_BATCH = 3
@@ -123,7 +136,7 @@ class Case:
         return rng.standard_normal(shape).astype(np.float32)
 
 
-@pytest.fixture(scope="module", params=CASES, ids=CASE_IDS)
+@pytest.fixture(scope="module", params=CASE_PARAMS)
 def case(request, tmp_path_factory) -> Case:
     spec, overrides = request.param
     return Case(spec, overrides, tmp_path_factory.mktemp(spec.stem))
@@ -299,6 +312,7 @@ def test_tflite_runs_in_litert(case):
     model = case.keras_model
     flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     interpreter = Interpreter(model_content=flatbuffer)
+    assert xnnpack_partitions(interpreter) == 1
     assert all(d["dtype"] == np.float32 for d in interpreter.get_input_details())
     assert all(d["dtype"] == np.float32 for d in interpreter.get_output_details())
     signature = interpreter.get_signature_list()["serving_default"]
@@ -312,3 +326,36 @@ def test_tflite_runs_in_litert(case):
             results = {SINGLE: only}
         got = {name: results[name] for name in expected if name in results}
         assert_close(got, expected, "LiteRT")
+
+
+def xnnpack_partitions(interpreter) -> int:
+    """How many pieces LiteRT's XNNPACK delegate (applied by default) runs the
+    graph in: after delegation the interpreter lists one DELEGATE node per
+    partition beside the model's own ops (its ops report, `_get_ops_details`)."""
+    interpreter.allocate_tensors()
+    ops = [op["op_name"] for op in interpreter._get_ops_details()]
+    # The dynamic-batch reshape chain XNNPACK cannot take (it split the graph).
+    assert not {"SHAPE", "PACK"} & set(ops), ops
+    return ops.count("DELEGATE")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "spec",
+    sorted(SPECS.glob("*.yaml"))
+    + sorted(SPECS.glob("timm/*.yaml"))
+    + sorted((ROOT / "examples").glob("*.yaml")),
+    ids=lambda p: p.stem,
+)
+def test_every_spec_is_one_xnnpack_partition(spec, tmp_path):
+    """Every spec's float TFLite file runs whole in XNNPACK (at 64x64)."""
+    import contextlib
+    import io
+
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, _, model = build(spec, "keras", tmp_path, ["resolution=64"])
+    with contextlib.redirect_stdout(io.StringIO()):  # the converter's chatter
+        flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    assert xnnpack_partitions(Interpreter(model_content=flatbuffer)) == 1

@@ -1,13 +1,15 @@
-"""Weights files are untrusted input: whatever a `.pt` or `.h5` file holds,
+"""Weights files are untrusted input: whatever a `.pt`, `.safetensors` or `.h5` file holds,
 `mbcompile weights` ends with a converted file or one short line and exit code 2,
 never runs code from the file, never reads more than the spec needs, and never
 writes its target on failure. Half-precision state_dicts convert."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
+import struct
 import subprocess
 import sys
 import warnings
@@ -138,7 +140,10 @@ STATE_DICTS = {
     "NaN": (_poisoned(float("nan")), "NaN or infinite"),
     "infinity": (_poisoned(float("-inf")), "NaN or infinite"),
     "a list value": (_changed_value(lambda t: [1, 2, 3]), "is a list, not a tensor"),
-    "a checkpoint": (lambda s: {"state_dict": s, "epoch": 3}, "a training checkpoint?"),
+    "a checkpoint without weights": (
+        lambda s: {"epoch": 3, "optimizer": {"lr": 0.1}},
+        "holds no state_dict_ema/model_ema/state_dict/model",
+    ),
     "not a mapping": (lambda s: list(s.values()), "expected a state_dict"),
     "a huge view": (_changed_value(_huge_view), "has shape (1048576, 1048576)"),
 }
@@ -369,6 +374,137 @@ def test_malformed_keras_files_are_refused(tmp_path, trained, case):
     assert_refused(code, err, fragment, target)
 
 
+# ------------------------------------------------------------ safetensors files
+
+
+def _safetensors(header: dict, data: bytes, length: int | None = None) -> bytes:
+    """A safetensors file as the format describes it: the header's length (8 bytes,
+    little-endian), the JSON header, the tensors' bytes."""
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text) if length is None else length) + text + data
+
+
+def _one(dtype="F32", shape=(2, 2), offsets=(0, 16)) -> dict:
+    return {"w": {"dtype": dtype, "shape": list(shape), "data_offsets": list(offsets)}}
+
+
+def _from_state(change):
+    """The trained state_dict saved by safetensors itself, after `change`."""
+
+    def make(tmp: Path, state) -> bytes:
+        from safetensors.torch import save
+
+        return save(change({k: v.clone() for k, v in state.items()}))
+
+    return make
+
+
+def _raw_safetensors(content: bytes):
+    return lambda tmp, state: content
+
+
+def _half_file(tmp: Path, state) -> bytes:
+    from safetensors.torch import save
+
+    whole = save(dict(state))
+    return whole[: len(whole) * 3 // 4]
+
+
+# case -> (the file's bytes from the trained state_dict, what the message says,
+# whether the safetensors library itself refuses the file too)
+SAFETENSORS_FILES = {
+    "oversized header": (
+        _raw_safetensors(_safetensors(_one(), bytes(16), length=2**40)),
+        "over the limit",
+        True,
+    ),
+    "header past the end": (
+        _raw_safetensors(_safetensors(_one(), bytes(16), length=10_000)),
+        "truncated",
+        True,
+    ),
+    "header not JSON": (
+        _raw_safetensors(struct.pack("<Q", 5) + b"{nope" + bytes(16)),
+        "not JSON",
+        True,
+    ),
+    "overlapping offsets": (
+        _raw_safetensors(
+            _safetensors(
+                {**_one(), "v": {**_one()["w"], "data_offsets": [8, 24]}}, bytes(24)
+            )
+        ),
+        "overlaps",
+        True,
+    ),
+    "a gap": (
+        _raw_safetensors(
+            _safetensors(
+                {**_one(), "v": {**_one()["w"], "data_offsets": [32, 48]}}, bytes(48)
+            )
+        ),
+        "belong to no tensor",
+        True,
+    ),
+    "unknown dtype": (
+        _raw_safetensors(_safetensors(_one(dtype="F128"), bytes(16))),
+        "unknown dtype",
+        True,
+    ),
+    "bytes that do not fit the shape": (
+        _raw_safetensors(_safetensors(_one(offsets=(0, 20)), bytes(20))),
+        "need 16",
+        True,
+    ),
+    "truncated data": (
+        _raw_safetensors(_safetensors(_one(), bytes(8))),
+        "truncated",
+        True,
+    ),
+    "truncated file": (_half_file, "truncated", True),
+    "integer tensor": (_from_state(_retyped("int64")), "not floating-point", False),
+    "NaN": (_from_state(_poisoned(float("nan"))), "NaN or infinite", False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SAFETENSORS_FILES))
+def test_hostile_safetensors_files_are_refused(tmp_path, trained, case):
+    state, _, _ = trained
+    make, fragment, malformed = SAFETENSORS_FILES[case]
+    source = tmp_path / "bad.safetensors"
+    source.write_bytes(make(tmp_path, state))
+    target = tmp_path / "out.weights.h5"
+    code, err = weights(source, target)
+    assert_refused(code, err, fragment, target)
+    if malformed:  # the format's own reader agrees the file is malformed
+        from safetensors import SafetensorError, safe_open
+
+        with pytest.raises(SafetensorError):
+            with safe_open(source, framework="numpy") as opened:
+                for name in opened.keys():
+                    opened.get_tensor(name)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_safetensors_convert(tmp_path, trained, dtype):
+    import torch
+    from safetensors.torch import save_file
+
+    state, _, _ = trained
+    typed = {
+        k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v
+        for k, v in state.items()
+    }
+    source = tmp_path / f"{dtype}.safetensors"
+    save_file(typed, source)
+    target = tmp_path / "out.pt"
+    code, err = weights(source, target)
+    assert code == 0, err
+    for key, value in torch.load(target, weights_only=True).items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(value, typed[key].to(torch.float32)), key
+
+
 # --------------------------------------------------------------- --from paths
 
 
@@ -396,7 +532,7 @@ def _device(tmp: Path) -> Path:
 FROM_PATHS = {
     "fifo": (_fifo, "is a FIFO"),
     "symlink loop": (_loop, "Too many levels of symbolic links"),
-    "directory": (_directory, "is a directory"),
+    "directory": (_directory, "a folder without model.safetensors"),
     "device": (_device, "is a character device"),
     "missing": (lambda tmp: tmp / "missing.pt", "file not found"),
     "name too long": (lambda tmp: tmp / ("w" * 300 + ".pt"), "File name too long"),

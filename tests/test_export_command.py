@@ -1,0 +1,353 @@
+"""`mbcompile export`: a checkpoint in, a validated deployment file out.
+
+timm's mobilenetv4_conv_small, written by `save_for_hf` (random weights, batch-norm
+statistics measured on data, label names in its config.json), exports at 64x64 to
+every format; each file is run again here in its runtime and must compute timm's
+own logits within TOLERANCE (a reference independent of the export's own check),
+and must carry the config's preprocessing and class names in its metadata. A
+canonical spec (v3_small, from a PyTorch state_dict) exports too. The check can
+fail: an exported file with one tensor perturbed is refused with exit code 2 and
+nothing written. Exported files are shared per module; the canonical spec's rarer
+formats and ExecuTorch int8 are `slow`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import (
+    SPECS,
+    TOLERANCE,
+    build,
+    difference,
+    random_images,
+    randomize_torch,
+    run_cli,
+    run_limited,
+    run_torch,
+)
+from mbcompile.export import formats
+
+pytestmark = [
+    pytest.mark.usefixtures("no_hang"),
+    pytest.mark.hang_limit(600),
+    pytest.mark.filterwarnings(
+        "ignore:__array__ implementation doesn't accept a copy keyword"
+        ":DeprecationWarning"
+    ),
+]
+
+SMALL = "resolution=64"
+NAME = "mobilenetv4_conv_small"
+FORMATS = list(formats.FORMATS)
+LABELS = [f"class {i}" for i in range(1000)]
+
+
+def target(folder: Path, stem: str, fmt: str) -> Path:
+    """Where `fmt` is exported to: a file named by its suffix, or a folder."""
+    return folder / f"{stem}{formats.FORMATS[fmt].suffix or '_saved_model'}"
+
+
+def export(*argv) -> tuple[int, str, str]:
+    return run_cli(["export", *map(str, argv), "-q"])
+
+
+@pytest.fixture(scope="module")
+def timm_folder(tmp_path_factory):
+    """save_for_hf's folder of a timm model, its logits at 64x64 on fixed images,
+    and those images."""
+    from reference_models import create, import_timm
+
+    tmp = tmp_path_factory.mktemp("timm")
+    model = create(NAME)
+    calibration = np.random.default_rng(3).standard_normal((8, 3, 64, 64))
+    randomize_torch(model, calibration.astype(np.float32), seed=3)
+    folder = tmp / "hf"
+    import_timm().models.save_for_hf(
+        model, folder, model_config={"pretrained_cfg": {"label_names": LABELS}}
+    )
+    images = np.random.default_rng(11).standard_normal((3, 3, 64, 64))
+    images = images.astype(np.float32)
+    np.save(tmp / "images.npy", images)
+    return folder, tmp / "images.npy", images, run_torch(model, images)
+
+
+@pytest.fixture(scope="module")
+def exported(timm_folder, tmp_path_factory):
+    """Exported files by format, made on first use: (path, stdout, stderr)."""
+    folder, images_file, _, _ = timm_folder
+    tmp = tmp_path_factory.mktemp("exported")
+    made: dict[str, tuple[Path, str, str]] = {}
+
+    def get(fmt: str):
+        if fmt not in made:
+            path = target(tmp, "m", fmt)
+            code, out, err = export(
+                NAME, "--set", SMALL, "--weights", folder, "--format", fmt,
+                "-o", path, "--validate-inputs", images_file,
+            )  # fmt: skip
+            assert code == 0, err
+            made[fmt] = (path, out, err)
+        return made[fmt]
+
+    return get
+
+
+# The default run exports the flagship paths and the quick ones; SavedModel and
+# ExecuTorch (the slowest to lower) are `slow`.
+TIMM_FAST = ("onnx", "tflite", "keras", "pt2")
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        pytest.param(f, marks=() if f in TIMM_FAST else (pytest.mark.slow,))
+        for f in FORMATS
+    ],
+)
+def test_every_format_exports_timm_weights_validated(
+    fmt, exported, timm_folder, worst_differences
+):
+    _, _, images, want = timm_folder
+    path, out, _ = exported(fmt)
+    assert path.exists()
+    assert f"validated {path.name} in" in out and "worst |difference|" in out
+    # Run again here: timm's logits, in the file's own runtime.
+    run = formats.FORMATS[fmt].load(path)
+    batch = images if formats.FORMATS[fmt].dynamic_batch else images[:1]
+    feed = (
+        batch if formats.FORMATS[fmt].layout == "NCHW" else batch.transpose(0, 2, 3, 1)
+    )
+    (got,) = run(np.ascontiguousarray(feed)).values()
+    diff = difference(want[: len(batch)], got)
+    worst_differences.append((f"export {fmt} {NAME} vs timm", diff))
+    assert diff <= TOLERANCE, diff
+    # The metadata a deployer needs, in the format's own fields.
+    metadata = formats.FORMATS[fmt].read_metadata(path)
+    assert metadata["input_name"] == formats.INPUT_NAME[formats.FORMATS[fmt].backend]
+    assert metadata["mean"] == [0.485, 0.456, 0.406]  # timm's, from config.json
+    assert metadata["std"] == [0.229, 0.224, 0.225]
+    assert metadata["interpolation"] == "bicubic"
+    assert metadata["class_names"] == LABELS
+    assert metadata["layout"] == formats.FORMATS[fmt].layout
+    assert "mean: [0.485, 0.456, 0.406]" in out  # and printed
+
+
+def test_the_check_can_fail(timm_folder, tmp_path, monkeypatch):
+    """An exported file with one weight perturbed: exit 2, one line, no file."""
+    import onnx
+    from onnx import numpy_helper
+
+    folder, _, _, _ = timm_folder
+    real = formats.FORMATS["onnx"]
+
+    def perturbed(*args, **kwargs):
+        path = real.produce(*args, **kwargs)
+        proto = onnx.load(str(path))
+        first = next(t for t in proto.graph.initializer if len(t.dims) == 4)
+        array = numpy_helper.to_array(first).copy()
+        array.flat[0] += 1.0
+        first.CopyFrom(numpy_helper.from_array(array, first.name))
+        onnx.save(proto, str(path))
+        return path
+
+    monkeypatch.setitem(
+        formats.FORMATS, "onnx", dataclasses.replace(real, produce=perturbed)
+    )
+    target = tmp_path / "bad.onnx"
+    code, _, err = export(
+        NAME, "--set", SMALL, "--weights", folder, "--format", "onnx", "-o", target
+    )
+    assert code == 2, err
+    (line,) = err.splitlines()
+    assert "the onnx file differs from the eager model" in line
+    assert "nothing written" in line and not target.exists()
+    assert not list(tmp_path.iterdir())
+
+
+def test_refusals_are_one_line(timm_folder, tmp_path, monkeypatch):
+    folder, _, _, _ = timm_folder
+    bad_shape = tmp_path / "wrong.npy"
+    np.save(bad_shape, np.zeros((2, 3, 32, 32), np.float32))
+    cases = [
+        (
+            ["--format", "onnx", "--validate-inputs", bad_shape],
+            "expected N x 3 x 64 x 64",
+        ),
+        (
+            ["--format", "onnx", "--int8"],
+            "--int8 exports tflite or executorch, not onnx",
+        ),
+        (["--format", "tflite", "--int8"], "--int8 needs --calibration"),
+        (
+            ["--format", "onnx", "-o", tmp_path / "x.tflite"],
+            "onnx files are named *.onnx",
+        ),
+        (["--format", "onnx", "--set", "width_multiplier=0.5"], "has shape"),
+    ]
+    for extra, fragment in cases:
+        code, _, err = export(NAME, "--set", SMALL, "--weights", folder, *extra)
+        assert code == 2, (extra, err)
+        (line,) = err.splitlines()
+        assert fragment in line, (extra, line)
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxruntime" else real(name, *a),
+    )
+    code, _, err = export(NAME, "--weights", folder, "--format", "onnx")
+    assert code == 2 and "pip install 'mbcompile[onnx]'" in err, err
+    assert not list(Path.cwd().glob("*.onnx"))
+
+
+@pytest.fixture(scope="module")
+def ten_classes(tmp_path_factory):
+    """A 10-class timm model's folder and calibration images (int8 is judged by
+    top-1 agreement: with 1,000 random classes the two best logits of random
+    weights lie too close for any int8 model to keep their order)."""
+    from reference_models import create, import_timm
+
+    tmp = tmp_path_factory.mktemp("ten")
+    model = create(NAME, num_classes=10)
+    images = np.random.default_rng(5).standard_normal((64, 3, 64, 64))
+    images = images.astype(np.float32)
+    randomize_torch(model, images, seed=5)
+    import_timm().models.save_for_hf(model, tmp / "hf")
+    np.save(tmp / "calibration.npy", images)
+    return tmp / "hf", tmp / "calibration.npy"
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        # Known regression since the feature branches were merged: the int8 file
+        # agrees on 64.1% of the 64 calibration images (random weights, ten
+        # classes), and export refuses it (exit 2, nothing written). strict: the
+        # test fails as soon as it passes again, so the mark cannot outlive the fix.
+        pytest.param(
+            "tflite",
+            marks=pytest.mark.xfail(
+                strict=True, reason="int8 TFLite top-1 agreement 64% (regression)"
+            ),
+        ),
+        pytest.param("executorch", marks=pytest.mark.slow),
+    ],
+)
+def test_int8_agrees_on_top1(fmt, ten_classes, tmp_path):
+    """Full-integer post-training quantization: the top-1 class as the float
+    model's on at least 99% of the calibration images."""
+    folder, calibration = ten_classes
+    path = target(tmp_path, "int8", fmt)
+    code, out, err = export(
+        NAME, "--set", SMALL, "--set", "num_classes=10", "--weights", folder,
+        "--format", fmt, "--int8", "--calibration", calibration, "-o", path,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "int8: top-1 agreement" in out
+    if fmt == "tflite":  # int8 in and out, nothing float at the boundaries
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(path))
+        assert interpreter.get_input_details()[0]["dtype"] == np.int8
+        assert interpreter.get_output_details()[0]["dtype"] == np.int8
+
+
+# ------------------------------------------------------------ a canonical spec
+
+CANONICAL_FAST = ("tflite",)
+
+
+@pytest.fixture(scope="module")
+def canonical(tmp_path_factory):
+    """v3_small at 64x64: a state_dict of random weights and measured statistics,
+    and its logits on fixed images."""
+    import torch
+
+    tmp = tmp_path_factory.mktemp("v3_small")
+    _, graph, model = build(SPECS / "v3_small.yaml", "torch", tmp, [SMALL])
+    randomize_torch(model, random_images(graph, seed=4), seed=4)
+    weights = tmp / "v3_small.pt"
+    torch.save(model.state_dict(), weights)
+    images = random_images(graph, seed=6)
+    return weights, images, run_torch(model, images)
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        pytest.param(f, marks=() if f in CANONICAL_FAST else (pytest.mark.slow,))
+        for f in FORMATS
+    ],
+)
+def test_a_canonical_spec_exports_to_every_format(fmt, canonical, tmp_path):
+    weights, images, want = canonical
+    path = target(tmp_path, "v3_small", fmt)
+    code, out, err = export(
+        "v3_small", "--set", SMALL, "--weights", weights, "--format", fmt,
+        "-o", path, "--batch", "2",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "(batch 2)" in out
+    run = formats.FORMATS[fmt].load(path)
+    nchw = images[:2]
+    feed = nchw if formats.FORMATS[fmt].layout == "NCHW" else nchw.transpose(0, 2, 3, 1)
+    (got,) = run(np.ascontiguousarray(feed)).values()
+    assert difference(want[:2], got) <= TOLERANCE
+
+
+def test_fine_tuning_export(canonical, tmp_path):
+    """A 10-class export of the 1000-class checkpoint says what it left
+    initialised."""
+    weights, _, _ = canonical
+    code, _, err = export(
+        "v3_small", "--set", SMALL, "--set", "num_classes=10", "--weights", weights,
+        "--format", "pt2", "-o", tmp_path / "ten.pt2",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "left classifier.3.weight, classifier.3.bias at their initialisation" in err
+
+
+@pytest.mark.slow
+def test_fold_bn_export(canonical, tmp_path):
+    """The folded inference form validates against its own eager model."""
+    weights, _, _ = canonical
+    code, _, err = export(
+        "v3_small", "--set", SMALL, "--weights", weights, "--format", "onnx",
+        "--fold-bn", "-o", tmp_path / "folded.onnx",
+    )  # fmt: skip
+    assert code == 0, err
+    metadata = formats.FORMATS["onnx"].read_metadata(tmp_path / "folded.onnx")
+    assert metadata["model"] == "mobilenet_v3_small"
+
+
+def test_a_file_size_limit_during_export_is_exit_2(canonical, tmp_path):
+    """The scratch files a framework writes on the way count too."""
+    weights, _, _ = canonical
+    target = tmp_path / "limited.onnx"
+    argv = [
+        "export", "v3_small", "--set", SMALL, "--weights", str(weights),
+        "--format", "onnx", "-o", str(target), "-q",
+    ]  # fmt: skip
+    done = run_limited(argv, 50_000)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert "File too large" in line and line.startswith("mbcompile: error: ")
+    assert not target.exists()
+
+
+def test_metadata_is_json_in_every_field(exported):
+    """ONNX's metadata_props are strings: lists and numbers read back as JSON."""
+    path, _, _ = exported("onnx")
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(props["mean"]) == [0.485, 0.456, 0.406]
+    assert props["layout"] == "NCHW" and props["input_name"] == "images"
