@@ -9,8 +9,9 @@ their formats (the columns are made by `mbcompile.cli.compare`).
 A column is `SPEC[@KEY=VALUE[,KEY=VALUE...]]`; every `--variant` adds, for each spec
 given, one more column with those overrides on top; `--set` applies to all columns.
 The first column is the baseline: every other value shows its change against it.
-Rows are the totals, then MACs and parameters per stage-table row (`stem`,
-`stages.<i>`, `head`, `classifier`), aligned by that label across columns.
+Rows are the totals (with the latency estimated on `--device`, default
+phone_cpu), then MACs, parameters and estimated latency per stage-table row
+(`stem`, `stages.<i>`, `head`, `classifier`), aligned by that label across columns.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 from dataclasses import dataclass
 
 from .cost import Report
+from .latency import Latency
 from .report import MIB, aligned, md_table
 
 
@@ -30,6 +32,7 @@ class Column:
     spec: str
     overrides: tuple[str, ...]
     report: Report
+    latency: Latency
 
 
 # ------------------------------------------------------------------------ rows
@@ -48,7 +51,12 @@ TOTALS = (
 
 def stage_labels(cols: list[Column]) -> list[str]:
     """Stage labels in network order, the union over all columns."""
-    order = {"stem": (-1,), "head": (10**6,), "classifier": (10**6 + 1,)}
+    order = {
+        "stem": (-1,),
+        "neck": (10**6 - 1,),
+        "head": (10**6,),
+        "classifier": (10**6 + 1,),
+    }
     labels = {s.label for c in cols for s in c.report.stages()}
 
     def position(label: str) -> tuple[int, ...]:  # stages.3 or stages.2.0
@@ -57,9 +65,16 @@ def stage_labels(cols: list[Column]) -> list[str]:
     return sorted(labels, key=position)
 
 
-def rows(cols: list[Column]) -> list[tuple[str, str, list[int | None]]]:
-    """(section, row label, one value per column; None where a column lacks it)."""
+def device_label(cols: list[Column]) -> str:
+    return cols[0].latency.device.name
+
+
+def rows(cols: list[Column]) -> list[tuple[str, str, list[float | None]]]:
+    """(section, row label, one value per column; None where a column lacks it).
+    Latencies are in milliseconds."""
     out = [("totals", name, [get(c.report) for c in cols]) for name, get in TOTALS]
+    latency = f"est. latency on {device_label(cols)} (ms)"
+    out.append(("totals", latency, [c.latency.total_ms for c in cols]))
     for field, section in (("macs", "MACs per stage"), ("params", "params per stage")):
         for label in stage_labels(cols):
             values = []
@@ -67,10 +82,19 @@ def rows(cols: list[Column]) -> list[tuple[str, str, list[int | None]]]:
                 stage = {s.label: s for s in c.report.stages()}.get(label)
                 values.append(None if stage is None else getattr(stage, field))
             out.append((section, label, values))
+    section = f"est. ms per stage ({device_label(cols)})"
+    for label in stage_labels(cols):
+        values = []
+        for c in cols:
+            seconds = c.latency.stages().get(label)
+            values.append(None if seconds is None else seconds * 1e3)
+        out.append((section, label, values))
     return out
 
 
-def compact(value: int, row: str) -> str:
+def compact(value: float, row: str, section: str = "") -> str:
+    if row.startswith("est. latency") or section.startswith("est. ms"):
+        return f"{value:.3f}"
     if "bytes" in row:
         return f"{value / MIB:.2f} MiB"
     if row == "resolution":
@@ -82,7 +106,7 @@ def compact(value: int, row: str) -> str:
     return str(value)
 
 
-def delta(value: int | None, base: int | None) -> str:
+def delta(value: float | None, base: float | None) -> str:
     if value is None or base is None:
         return ""
     if base == 0:
@@ -97,7 +121,9 @@ def cells(cols: list[Column]) -> list[tuple[str, tuple[str, ...]]]:
     for section, label, values in rows(cols):
         base = values[0]
         shown = [
-            "—" if v is None else compact(v, label) + (delta(v, base) if i else "")
+            "—"
+            if v is None
+            else compact(v, label, section) + (delta(v, base) if i else "")
             for i, v in enumerate(values)
         ]
         out.append((section, (label, *shown)))
@@ -145,6 +171,7 @@ def to_csv(cols: list[Column]) -> str:
 def to_json(cols: list[Column]) -> str:
     data = {
         "baseline": cols[0].label,
+        "device": device_label(cols),
         "columns": [
             {"label": c.label, "spec": c.spec, "overrides": list(c.overrides)}
             for c in cols

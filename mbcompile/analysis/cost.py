@@ -2,22 +2,33 @@
 
 Per node, and summed per block and per stage-table row:
 
-- trainable parameters: conv/dense weights and biases, batch-norm gamma and beta;
-- batch-norm statistics: moving mean and variance (Keras' non-trainable weights);
+- trainable parameters: conv/dense weights and biases, a norm's per-channel
+  vectors (batch norm's gamma and beta; EvoNorm-S0's weight, bias and v);
+- batch-norm statistics: moving mean and variance (Keras' non-trainable weights;
+  the other norms keep none);
 - MACs: multiply-accumulates of convolutions, dense layers and attention's two
   matrix products (queries x keys, weights x values), the convention of the MobileNet
-  papers (bias, batch norm, activations, adds and pooling excluded);
+  papers (bias, batch norm, activations, adds and pooling excluded); Global
+  Context's attention pooling is the product of its softmaxed logits (H x W) with
+  the map (C x H x W), so C x H x W MACs, and its softmax H x W activation
+  operations; a CondConv adds
+  the mixing of its kernel (experts x kernel size per sample) to its convolution's,
+  and BlurPool's fixed 3x3 depthwise blur counts as the convolution it is;
 - the operations MACs leave out, each on its own line so other counters can be
-  reconciled: batch norm (2 per element: the inference-time scale and shift),
-  activations (1 per element), elementwise add/mul/rescale (1 per element; rescale
-  2) and average pooling (1 per input element, the sum);
+  reconciled: norms (`bn_ops`: batch norm 2 per element, the inference-time scale
+  and shift; group and layer norm 5, fvcore's estimate), activations (1 per
+  element), elementwise add/mul/rescale (1 per element; rescale 2; bilinear
+  resizing 4 per output element; nearest resizing and concatenation none: they
+  copy; EvoNorm-S0's arithmetic, see its module) and average pooling (1 per input
+  element, the sum);
 - activations: elements of each op's output tensor (batch 1), and the peak of live
   tensors when the ops run in the graph's order (an attention op also holds its
   score map and the softmax of it while it runs).
 
 fvcore's FlopCountAnalysis counts convolutions and linear layers as MACs, batch norm
-in eval mode as 2 per element and adaptive average pooling as 1 per input element,
-and ignores activations and elementwise ops: its figure is `Report.fvcore_flops`.
+in eval mode as 2 per element, group and layer norm as 5, and adaptive average
+pooling as 1 per input element, and ignores activations and elementwise ops: its
+figure is `Report.fvcore_flops`. Each norm's counts are its unit's (ir/norms/).
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from fractions import Fraction
 from functools import cached_property
 
 from ..ir.graph import Graph
+from ..ir.norms import NORM_KINDS, NORMS_BY_KIND
 
 # Bytes per element of the storage types a deployment typically picks.
 DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1}
@@ -66,7 +78,7 @@ class BlockCost:
     index: int
     name: str
     type: str
-    stage: str  # "stem", "stages.<row>", "head" or "classifier"
+    stage: str  # "stem", "stages.<row>", "neck", "head" or "classifier"
     shape: tuple[int, ...]
     params: int
     bn_stats: int
@@ -244,6 +256,13 @@ def node_cost(graph: Graph, node_id: str, live: int = 0) -> NodeCost:
         per_output = (a["in_c"] // a["groups"]) * a["kernel"] * a["kernel"]
         counts["params"] = a["out_c"] * per_output + (a["out_c"] if a["bias"] else 0)
         counts["macs"] = spatial * a["out_c"] * per_output
+    elif kind == "condconv":
+        kernel = a["out_c"] * (a["in_c"] // a["groups"]) * a["kernel"] * a["kernel"]
+        counts["params"] = a["experts"] * kernel
+        # the conv with this sample's kernel, and mixing that kernel from the experts'
+        counts["macs"] = spatial * kernel + a["experts"] * kernel
+    elif kind == "blurpool":
+        counts["macs"] = out * 9  # a fixed 3x3 depthwise convolution
     elif kind == "dwconv":
         out_c = a["channels"] * a["multiplier"]
         counts["params"] = out_c * a["kernel"] ** 2 + (out_c if a["bias"] else 0)
@@ -251,9 +270,12 @@ def node_cost(graph: Graph, node_id: str, live: int = 0) -> NodeCost:
     elif kind == "dense":
         counts["params"] = a["in_f"] * a["out_f"] + (a["out_f"] if a["bias"] else 0)
         counts["macs"] = a["in_f"] * a["out_f"]
-    elif kind == "bn":
-        counts["params"] = counts["bn_stats"] = 2 * a["channels"]
-        counts["bn_ops"] = 2 * out  # y = x * scale + shift once folded
+    elif kind in NORM_KINDS:
+        norm = NORMS_BY_KIND[kind]
+        counts["params"] = norm.trainable(a) * a["channels"]
+        counts["bn_stats"] = norm.statistics * a["channels"]
+        for field, per_element in norm.per_element(a).items():
+            counts[field] = per_element * out
     elif kind == "act":
         counts["act_ops"] = out
     elif kind == "scale":
@@ -265,9 +287,13 @@ def node_cost(graph: Graph, node_id: str, live: int = 0) -> NodeCost:
         counts["macs"] = scores * (a["key_dim"] + a["value_dim"])
         counts["elementwise_ops"] = scores  # scaling the scores
         counts["act_ops"] = scores  # their softmax
+    elif kind == "attention_pool":
+        c, h, w = graph.shape(graph.inputs(node_id)[0])
+        counts["macs"] = c * h * w  # the softmax-weighted sum over positions
+        counts["act_ops"] = h * w  # the softmax of the logits
     elif kind == "avgpool":
         counts["pool_ops"] = math.prod(graph.shape(graph.inputs(node_id)[0]))
-    elif kind == "upsample":
+    elif kind == "upsample" or (kind == "resize" and a["mode"] == "bilinear"):
         counts["elementwise_ops"] = 4 * out  # bilinear: four taps per output
     elif kind in ("add", "mul"):
         counts["elementwise_ops"] = out
@@ -367,19 +393,22 @@ def separable_parts(graph: Graph) -> list[SeparableCost]:
 
 
 def _next_conv(graph: Graph, node_id: str) -> str | None:
-    # Follow the feature map; a squeeze-excite branch starts with a pool.
+    # Follow the feature map. Where it feeds a gate's multiply, its other consumers
+    # are the gate's branch (squeeze-excite's pool, Global Context's attention).
     current = node_id
     while True:
         successors = [
             s for s in graph.g.successors(current) if graph.node(s)["kind"] != "pool"
         ]
+        gated = [s for s in successors if graph.node(s)["kind"] == "mul"]
+        successors = gated or successors
         if len(successors) != 1:
             return None
         current = successors[0]
         kind = graph.node(current)["kind"]
         if kind == "conv":
             return current
-        if kind not in ("bn", "act", "mul", "dropout"):
+        if kind not in (*NORM_KINDS, "act", "mul", "dropout"):
             return None
 
 

@@ -3,8 +3,8 @@ GitLab). `mbcompile diagram SPEC` writes either; an SVG needs Graphviz's `dot` o
 PATH, which is looked up only when an SVG is asked for.
 
 One box per block (as in the generated model body), grouped by the stage-table row
-that produced it, labelled with its output shape and MACs; residual blocks and
-squeeze-excite are marked.
+that produced it, labelled with its output shape and MACs, with an arrow from each
+block whose output it reads; residual blocks and squeeze-excite are marked.
 
 `dot` is an external program: it runs with a time limit, and whatever goes wrong
 with it (missing, failing, crashing, hanging) is reported on one line, exit code 2.
@@ -13,7 +13,6 @@ with it (missing, failing, crashing, hanging) is reported on one line, exit code
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import shutil
 import signal
@@ -72,6 +71,21 @@ def _boxes(graph: Graph, rep: Report) -> list[tuple[str, str, list[str]]]:
     return boxes
 
 
+def _edges(graph: Graph) -> list[tuple[str, str]]:
+    """(from, to) box ids: each block is fed by the block before it (or the input)
+    and by any other whose output its ops read (the fusion neck's stages)."""
+    edges = []
+    for block in graph.blocks:
+        owners = [
+            graph.node(source)["block"]
+            for node in block.nodes
+            for source in graph.inputs(node)
+        ]
+        for owner in dict.fromkeys(o for o in owners if o != block.index):
+            edges.append(("input" if owner is None else f"b{owner}", f"b{block.index}"))
+    return edges
+
+
 def _groups(rep: Report) -> dict[str, str]:
     """Stage label -> caption, for stage rows that hold more than one block."""
     return {
@@ -96,8 +110,7 @@ def mermaid(graph: Graph, rep: Report) -> str:
         lines.append(f'  {box_id}["{"<br/>".join(label)}"]')
     if open_group:
         lines.append("  end")
-    ids = ["input"] + [f"b{b.index}" for b in rep.blocks]
-    lines += [f"  {a} --> {b}" for a, b in itertools.pairwise(ids)]
+    lines += [f"  {a} --> {b}" for a, b in _edges(graph)]
     for kind in dict.fromkeys(b.type for b in rep.blocks):
         members = [f"b{b.index}" for b in rep.blocks if b.type == kind]
         lines.append(f"  classDef {kind} fill:{colour(kind)},stroke:#555")
@@ -130,8 +143,7 @@ def dot(graph: Graph, rep: Report) -> str:
         lines.append(f'  {box_id} [label="{text}", fillcolor="{colour(btype)}"];')
     if open_group:
         lines.append("  }")
-    ids = ["input"] + [f"b{b.index}" for b in rep.blocks]
-    lines += [f"  {a} -> {b};" for a, b in itertools.pairwise(ids)]
+    lines += [f"  {a} -> {b};" for a, b in _edges(graph)]
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -3,7 +3,8 @@
 `mbcompile SPEC --report --format table|json|csv|markdown` and `mbcompile costs SPEC`
 (which adds `--explain` and `--layers`) print these; `generated/reports/<spec>.md`
 is the Markdown form of every canonical spec, kept fresh by `mbcompile generate`.
-The numbers all come from cost.py and the header from the graph's network; nothing
+The numbers all come from cost.py and latency.py (the roofline estimate on a device
+profile, by default `phone_cpu`) and the header from the graph's network; nothing
 here imports a framework.
 """
 
@@ -12,11 +13,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 
 from ..errors import SpecError
+from ..frontend.device import DeviceProfile, load_device
 from ..ir.graph import Graph
 from ..version import __version__
 from .cost import DTYPE_BYTES, SUMMED, Report, report
+from .latency import Latency, estimate
 
 FORMATS = ("table", "json", "csv", "markdown")
 MIB = 2**20
@@ -65,10 +69,10 @@ def md_table(rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
 # ------------------------------------------------------------------------- rows
 
 
-def block_rows(rep: Report) -> list[tuple[str, ...]]:
+def block_rows(rep: Report, lat: Latency) -> list[tuple[str, ...]]:
     header = ("#", "block", "type", "stage", "output", "params", "MACs", "MACs %")
-    rows = [header]
-    for b in rep.blocks:
+    rows = [(*header, "est. ms", "time %", "bound")]
+    for b, t in zip(rep.blocks, lat.blocks, strict=True):
         rows.append(
             (
                 str(b.index),
@@ -79,12 +83,15 @@ def block_rows(rep: Report) -> list[tuple[str, ...]]:
                 f"{b.params:,}",
                 f"{b.macs:,}",
                 share(b.macs, rep.macs),
+                f"{t.time_s * 1e3:.3f}",
+                share(t.time_s, lat.total_s),
+                t.bound,
             )
         )
     return rows
 
 
-BLOCK_RIGHT = {0, 5, 6, 7}
+BLOCK_RIGHT = {0, 5, 6, 7, 8, 9}
 
 
 def macs_label(rep: Report) -> str:
@@ -93,7 +100,7 @@ def macs_label(rep: Report) -> str:
     return "MACs (conv + linear)"
 
 
-def total_rows(rep: Report) -> list[tuple[str, str]]:
+def total_rows(rep: Report, lat: Latency) -> list[tuple[str, str]]:
     rows = [
         ("trainable parameters", f"{rep.trainable_params:,}"),
         ("batch-norm statistics", f"{rep.non_trainable_params:,}"),
@@ -103,8 +110,21 @@ def total_rows(rep: Report) -> list[tuple[str, str]]:
     rows += [
         ("fvcore FlopCountAnalysis (MACs + BN + pooling)", f"{rep.fvcore_flops:,}"),
         ("peak activations (elements)", f"{rep.peak_activation_elements:,}"),
+        (f"estimated latency on {lat.device.name} (ms)", f"{lat.total_ms:.3f}"),
     ]
     return rows
+
+
+def latency_summary(lat: Latency) -> str:
+    """What the estimate assumed and where its time goes, in one sentence."""
+    d = lat.device
+    return (
+        f"Latency: a roofline estimate on device profile {d.name} ({d.description}; "
+        f"{d.peak_gmacs:g} GMAC/s, {d.bandwidth_gbs:g} GB/s, {d.dtype}), batch "
+        f"{lat.batch}: {lat.ops_run} ops run; {share(lat.share('compute'), 1)}% of "
+        f"the time in compute-bound ops, {share(lat.share('memory'), 1)}% in "
+        f"memory-bound ops, {share(lat.share('overhead'), 1)}% per-op overheads."
+    )
 
 
 def memory_rows(rep: Report) -> list[tuple[str, ...]]:
@@ -191,16 +211,18 @@ def explain_summary(rep: Report) -> str:
 # ---------------------------------------------------------------------- formats
 
 
-def table(rep: Report, *, explain: bool = False, layers: bool = False) -> str:
+def table(
+    rep: Report, lat: Latency, *, explain: bool = False, layers: bool = False
+) -> str:
     out = [f"{rep.name} @ {rep.resolution}x{rep.resolution}", ""]
-    out += aligned(block_rows(rep), BLOCK_RIGHT)
+    out += aligned(block_rows(rep, lat), BLOCK_RIGHT)
     out.append("")
-    width = max(len(label) for label, _ in total_rows(rep))
-    out += [f"{label:<{width}}  {value:>15}" for label, value in total_rows(rep)]
-    out.append("")
+    width = max(len(label) for label, _ in total_rows(rep, lat))
+    out += [f"{label:<{width}}  {value:>15}" for label, value in total_rows(rep, lat)]
+    out += ["", *textwrap.wrap(latency_summary(lat), 88), ""]
     out += aligned(memory_rows(rep), {1, 2, 3})
     if layers:
-        out += ["", *aligned(layer_rows(rep), {5, 6, 7, 8})]
+        out += ["", *aligned(layer_rows(rep, lat), {5, 6, 7, 8, 9, 10})]
     if explain:
         out += ["", "depthwise-separable vs standard convolution", ""]
         if rep.separable:
@@ -211,7 +233,7 @@ def table(rep: Report, *, explain: bool = False, layers: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
-def layer_rows(rep: Report) -> list[tuple[str, ...]]:
+def layer_rows(rep: Report, lat: Latency) -> list[tuple[str, ...]]:
     rows = [
         (
             "op",
@@ -223,9 +245,11 @@ def layer_rows(rep: Report) -> list[tuple[str, ...]]:
             "other ops",
             "tensor fp32",
             "live fp32",
+            "est. µs",
+            "bound",
         )
     ]
-    for n in rep.layers:
+    for n, t in zip(rep.layers, lat.ops, strict=True):
         other = sum(getattr(n, f) for f, _ in EXTRA_OPS)
         rows.append(
             (
@@ -238,24 +262,36 @@ def layer_rows(rep: Report) -> list[tuple[str, ...]]:
                 f"{other:,}",
                 mib(n.activations * 4),
                 mib(n.live * 4),
+                f"{t.time_s * 1e6:.1f}" if t.fused_into is None else "fused",
+                t.bound,
             )
         )
     return rows
 
 
-def to_json(rep: Report) -> str:
-    return json.dumps(rep.to_json(), indent=2) + "\n"
+def to_json(rep: Report, lat: Latency) -> str:
+    return json.dumps({**rep.to_json(), "latency": lat.to_json()}, indent=2) + "\n"
 
 
-CSV_FIELDS = ("index", "name", "type", "stage", "output", *SUMMED, "peak_live")
+CSV_FIELDS = (
+    "index",
+    "name",
+    "type",
+    "stage",
+    "output",
+    *SUMMED,
+    "peak_live",
+    "est_ms",
+    "bound",
+)
 
 
-def to_csv(rep: Report) -> str:
+def to_csv(rep: Report, lat: Latency) -> str:
     """One row per block and a final `total` row (spreadsheet-friendly)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_FIELDS)
-    for b in rep.blocks:
+    for b, t in zip(rep.blocks, lat.blocks, strict=True):
         writer.writerow(
             (
                 b.index,
@@ -265,6 +301,8 @@ def to_csv(rep: Report) -> str:
                 shape_text(b.shape),
                 *(getattr(b, f) for f in SUMMED),
                 b.peak_live,
+                f"{t.time_s * 1e3:.6f}",
+                t.bound,
             )
         )
     writer.writerow(
@@ -276,17 +314,23 @@ def to_csv(rep: Report) -> str:
             "",
             *(rep.total(f) for f in SUMMED),
             rep.peak_activation_elements,
+            f"{lat.total_ms:.6f}",
+            "",
         )
     )
     return buffer.getvalue()
 
 
-def markdown(graph: Graph, rep: Report | None = None) -> str:
-    """The full report: totals, memory, blocks, the separable explanation and a
-    Mermaid block graph. Deterministic, so it can be committed."""
+def markdown(
+    graph: Graph, rep: Report | None = None, lat: Latency | None = None
+) -> str:
+    """The full report: totals, memory, blocks with their estimated latency, the
+    separable explanation and a Mermaid block graph. Deterministic, so it can be
+    committed."""
     from .diagram import mermaid
 
     rep = rep or report(graph)
+    lat = lat or estimate(graph, load_device())
     net = graph.network
     out = [
         f"# {rep.name}: costs at {rep.resolution}×{rep.resolution}",
@@ -297,7 +341,7 @@ def markdown(graph: Graph, rep: Report | None = None) -> str:
         "",
         "## Totals",
         "",
-        *md_table([("count", "value"), *total_rows(rep)], {1}),
+        *md_table([("count", "value"), *total_rows(rep, lat)], {1}),
         "",
         "MACs follow the papers (convolutions and dense layers, and attention's "
         "two matrix products; bias, batch norm, softmax, activations, adds and "
@@ -305,6 +349,8 @@ def markdown(graph: Graph, rep: Report | None = None) -> str:
         "separately. fvcore's FlopCountAnalysis adds batch norm (2 per element in "
         "eval mode) and adaptive average pooling (1 per input element) to the MACs "
         "and ignores activations and elementwise ops.",
+        "",
+        latency_summary(lat),
         "",
         "## Memory",
         "",
@@ -316,7 +362,7 @@ def markdown(graph: Graph, rep: Report | None = None) -> str:
         "",
         "## Blocks",
         "",
-        *md_table(block_rows(rep), BLOCK_RIGHT),
+        *md_table(block_rows(rep, lat), BLOCK_RIGHT),
         "",
         "## Depthwise-separable vs standard convolution",
         "",
@@ -331,15 +377,23 @@ def markdown(graph: Graph, rep: Report | None = None) -> str:
 
 
 def render(
-    graph: Graph, fmt: str = "table", *, explain: bool = False, layers: bool = False
+    graph: Graph,
+    fmt: str = "table",
+    *,
+    explain: bool = False,
+    layers: bool = False,
+    device: DeviceProfile | None = None,
 ) -> str:
+    """The report in a format; latency estimated on `device` (default:
+    `frontend.device.DEFAULT_DEVICE`)."""
     rep = report(graph)
+    lat = estimate(graph, device or load_device())
     if fmt == "table":
-        return table(rep, explain=explain, layers=layers)
+        return table(rep, lat, explain=explain, layers=layers)
     if fmt == "json":
-        return to_json(rep)
+        return to_json(rep, lat)
     if fmt == "csv":
-        return to_csv(rep)
+        return to_csv(rep, lat)
     if fmt == "markdown":
-        return markdown(graph, rep)
+        return markdown(graph, rep, lat)
     raise SpecError(f"unknown report format {fmt!r}; choose from {', '.join(FORMATS)}")
