@@ -7,6 +7,7 @@ writing any file.
     model = mbcompile.build_model("mobilenetv4_conv_small", "keras")  # keras.Model
     source = mbcompile.generate_source("specs/v2.yaml", "torch")      # str
     costs = mbcompile.cost_report("v3_small", overrides={"width_multiplier": 0.75})
+    latency = mbcompile.estimate_latency("v2", device="desktop_avx2")  # .total_ms
 
 A spec is
 - a path (`str` or `os.PathLike`) to a YAML file;
@@ -27,20 +28,19 @@ is the CLI's message lines (`specs/v2.yaml:24: stages[2].s: stride must be 1 or
 
 from __future__ import annotations
 
-import itertools
-import linecache
 import os
-import sys
 import types
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from . import compiler
 from .analysis.cost import Report
+from .analysis.latency import Latency, estimate
+from .backends.live import run_source
 from .errors import SpecError, shorten
+from .frontend.bundled import bundled_specs
+from .frontend.device import DeviceProfile, load_device
 from .frontend.load import (
-    LoadedSpec,
     Override,
     load,
     load_data,
@@ -60,6 +60,7 @@ __all__ = [
     "build_model",
     "bundled_specs",
     "cost_report",
+    "estimate_latency",
     "generate_source",
     "load_module",
 ]
@@ -94,6 +95,24 @@ def cost_report(
     return compiler.cost_report(_graph(spec, overrides, fold_bn))
 
 
+def estimate_latency(
+    spec: SpecLike,
+    *,
+    device: str | os.PathLike[str] | DeviceProfile | None = None,
+    overrides: OverridesLike = None,
+    fold_bn: bool = False,
+    batch: int = 1,
+) -> Latency:
+    """The roofline latency estimate `mbcompile costs SPEC --device DEVICE` prints:
+    `total_ms`, `blocks` and `ops` (time, bound), `to_json()`. `device` is a
+    profile file, a shipped profile's name (default phone_cpu) or a profile."""
+    if not isinstance(device, DeviceProfile):
+        device = load_device(device)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise SpecError(f"batch must be a positive integer, not {shorten(repr(batch))}")
+    return estimate(_graph(spec, overrides, fold_bn), device, batch)
+
+
 def load_module(
     spec: SpecLike,
     backend: Backend,
@@ -104,27 +123,7 @@ def load_module(
     """The generated module, executed in a fresh module object (imports keras or
     torch): what `import generated.<backend>.<spec>` gives for the committed file."""
     source = generate_source(spec, backend, overrides=overrides, fold_bn=fold_bn)
-    name = f"mbcompile_live_{backend}_{next(_modules)}"
-    filename = f"<mbcompile: {name}>"
-    # Source lines where inspect.getsource (TorchScript) and tracebacks look.
-    linecache.cache[filename] = (
-        len(source),
-        None,
-        source.splitlines(keepends=True),
-        filename,
-    )
-    module = types.ModuleType(name)  # its docstring is set as the source runs
-    module.__file__ = filename
-    sys.modules[name] = module  # classes resolve their module (pickle, inspect)
-    try:
-        exec(compile(source, filename, "exec"), module.__dict__)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
-_modules = itertools.count(1)
+    return run_source(source, backend)
 
 
 @overload
@@ -159,22 +158,6 @@ def build_model(
     return module.build_model(**kwargs)
 
 
-def bundled_specs() -> dict[str, Path]:
-    """The specs that ship with mbcompile, by name: the canonical MobileNets and
-    `specs/timm/`'s models."""
-    found: dict[str, Path] = {}
-    for folder in _spec_folders():
-        for path in sorted(folder.glob("*.yaml")) + sorted(folder.glob("timm/*.yaml")):
-            found.setdefault(path.stem, path)
-    return found
-
-
-def _spec_folders() -> list[Path]:
-    """Specs ship inside the wheel; in a checkout they sit at the repo root."""
-    here = Path(__file__).resolve().parent
-    return [p for p in (here / "specs", here.parent / "specs") if p.is_dir()]
-
-
 # ------------------------------------------------------------------- spec sources
 
 
@@ -190,37 +173,12 @@ def _graph(spec: SpecLike, overrides: OverridesLike, fold_bn: bool) -> Graph:
         path = os.fspath(spec)
         if not isinstance(path, str):
             raise SpecError("a spec path must be text, not bytes")
-        loaded = _load_file(path, items)
+        loaded = load(path, items)  # a file, or a bundled spec by name
     else:
         raise SpecError(
             f"a spec is a path, YAML text or a mapping, not a {type(spec).__name__}"
         )
     return compiler.expand(loaded)[1]
-
-
-def _load_file(path: str, items: list[Override | str]) -> LoadedSpec:
-    """A spec file, or a bundled spec named like one when no such file exists."""
-    if not _exists(path):
-        bundled = bundled_specs()
-        if path in bundled:
-            root = bundled[path].parent
-            root = root.parent if root.name == "timm" else root
-            display = bundled[path].relative_to(root.parent).as_posix()
-            return load(bundled[path], items, display=display)
-        if os.sep not in path and "/" not in path and not path.endswith(".yaml"):
-            names = ", ".join(bundled)
-            raise SpecError(
-                f"no spec file '{shorten(path)}', and no bundled spec of that name "
-                f"(bundled: {shorten(names, 200)})"
-            )
-    return load(path, items)
-
-
-def _exists(path: str) -> bool:
-    try:
-        return Path(path).exists()
-    except (OSError, ValueError):  # a NUL byte, a name too long: load() says so
-        return False
 
 
 def _overrides(overrides: OverridesLike) -> list[Override | str]:

@@ -15,28 +15,34 @@ from mbcompile import compiler
 from mbcompile.analysis.diagram import colour
 from mbcompile.backends import naming
 from mbcompile.frontend import conventions, schema
-from mbcompile.frontend.model import StageRow
+from mbcompile.frontend.model import Spec, StageRow
 from mbcompile.ir.blocks import BLOCK_TYPES, ROW_MODELS
 from mbcompile.ir.blocks.base import HELPERS
+from mbcompile.ir.norms import NORM_MODELS, NORM_TYPES
 
 PACKAGE = ROOT / "mbcompile"
 
 # Which stage may import which: data flows front end -> IR -> analysis -> backends
-# -> pipeline -> command line. The front end reads the block registry (the row
-# models are the block modules'), so frontend and ir both sit at the bottom.
+# -> checkpoints and pipeline -> export -> measuring -> command line. The front end
+# reads the block registry (the row models are the block modules'), so frontend and
+# ir both sit at the bottom.
 LAYERS = {
     "version": 0,
     "errors": 0,
     "files": 0,
+    "extras": 0,  # which optional packages a feature needs, and the hint to install
     "frontend": 1,
     "ir": 1,
     "analysis": 2,
     "backends": 3,
+    "checkpoints": 4,  # weights files read and written, matched to the IR
     "compiler": 4,
+    "export": 5,  # a checkpoint's model in a deployment format, validated
+    "bench": 6,  # measuring: what export writes, run in its runtime, and a timer
     "project": 5,
     "api": 5,
-    "cli": 6,
-    "__main__": 7,
+    "cli": 7,
+    "__main__": 8,
 }
 
 
@@ -171,13 +177,13 @@ def test_backends_ask_units_instead_of_testing_their_names():
     type declares (its template, classes, helpers), never test which one it is.
     (`classifier` is also a block's role, which backends do read.)"""
     rows = [BLOCK_TYPES[name] for name in ROW_MODELS]
-    names = {t.name for t in rows} | {t.template for t in rows}
+    names = {t.name for t in rows} | {t.template for t in rows} | set(NORM_TYPES)
     found = []
     for path in sorted((PACKAGE / "backends").glob("*.py")):
         found += _names_tested(path, names)
     assert not found
-    for block in BLOCK_TYPES.values():
-        assert block.helpers <= set(HELPERS), block.name
+    for unit in (*BLOCK_TYPES.values(), *NORM_TYPES.values()):
+        assert unit.helpers <= set(HELPERS), unit.name
 
 
 def test_the_name_test_finds_a_name_test(tmp_path):
@@ -212,6 +218,20 @@ def test_a_block_type_no_reference_names_needs_no_naming_entry():
     v1 = "depthwise_separable"
     assert naming.keras_layer_name(names, v1, "dw.conv", 3) == "conv_dw_3"
     assert naming.keras_layer_name(names, v1, "add", 3) == "conv_3_add"
+
+
+def test_every_registered_norm_is_complete():
+    """A norm is one unit: its module (registered), one op kind, a template per
+    backend, its settings in the spec's union and the schema."""
+    kinds = [norm.kind for norm in NORM_TYPES.values()]
+    assert len(set(kinds)) == len(kinds)
+    for name in NORM_TYPES:
+        for backend in ("keras", "torch"):
+            assert (ROOT / "templates" / backend / "norms" / f"{name}.py.j2").is_file()
+    union = Spec.model_fields["norm"].annotation.__args__
+    assert set(union) == set(NORM_MODELS.values())
+    defs = schema.build()["$defs"]
+    assert {m.__name__ for m in NORM_MODELS.values()} <= set(defs)
 
 
 def test_the_spec_and_the_schema_take_their_rows_from_the_registry():

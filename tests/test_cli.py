@@ -157,13 +157,13 @@ def test_python_dash_m(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == compiler.compile_spec(V2, "torch")
     bad = subprocess.run(
-        [sys.executable, "-m", "mbcompile", V2, "--set", "num_classes=0"],
+        [sys.executable, "-m", "mbcompile", V2, "--set", "num_classes=-1"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
     )
     assert bad.returncode == 2
-    assert bad.stderr.startswith("mbcompile: error: --set num_classes=0: num_classes")
+    assert bad.stderr.startswith("mbcompile: error: --set num_classes=-1: num_classes")
     assert len(bad.stderr.splitlines()) == 1
 
 
@@ -196,3 +196,44 @@ def test_compiling_never_imports_a_framework(tmp_path, args):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "0 []"
+
+
+# ----------------------------------------------------------- bundled specs by name
+
+
+def test_every_command_takes_a_bundled_spec_by_name(tmp_path, monkeypatch, capsys):
+    """As the Python API does: a name that is no file here is a bundled spec."""
+    monkeypatch.chdir(tmp_path)  # no spec files here
+    name = "mobilenetv4_conv_small"
+    expected = compiler.compile_spec(SPECS / "timm" / f"{name}.yaml", "keras")
+    code, _, err = run([name, "--backend", "keras"], capsys)
+    assert code == 0, err
+    written = tmp_path / "generated" / "keras" / f"{name}.py"
+    assert written.read_text().splitlines()[1:] == expected.splitlines()[1:]
+    for argv in (
+        ["costs", name],
+        ["plot", name, "-o", "costs.svg"],
+        ["diagram", name, "-o", "graph.mmd"],
+        ["compare", "v2", name],
+    ):
+        code, _, err = run(argv, capsys)
+        assert code == 0, (argv, err)
+    code, _, err = run(["costs", "mobilenetv9"], capsys)
+    assert code == 2 and "no bundled spec of that name" in err
+    assert "`mbcompile specs` lists them" in err
+
+
+def test_specs_lists_the_bundled_specs_with_their_costs(capsys):
+    import mbcompile
+
+    code, out, err = run(["specs", "--format", "json"], capsys)
+    assert code == 0, err
+    listed = {e["name"]: e for e in json.loads(out)}
+    assert set(listed) == set(mbcompile.bundled_specs())
+    small = listed["mobilenetv4_conv_small"]
+    # timm's own count (shared/reference/timm.md), and its family and file
+    assert (small["params"], small["family"]) == (3_774_024, "v4")
+    assert small["file"] == "specs/timm/mobilenetv4_conv_small.yaml"
+    assert listed["v2"]["conventions"] == "torchvision"
+    code, out, _ = run(["specs"], capsys)
+    assert code == 0 and "mobilenetv4_conv_small" in out and "3,774,024" in out

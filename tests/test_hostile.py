@@ -261,7 +261,7 @@ def test_generated_code_uses_only_expected_names():
         ("stages.1.k=15", "stages[1].k", "kernel must be an odd size"),
         ("width_multiplier=0", "width_multiplier", "greater than 0"),
         ("width_multiplier=-0.5", "width_multiplier", "greater than 0"),
-        ("num_classes=0", "num_classes", "greater than or equal to 1"),
+        ("num_classes=-1", "num_classes", "greater than or equal to 0"),
         ("resolution=16", "resolution", "16 is too small for this network"),
         ("stages.1.t=.nan", "stages[1].t", "finite"),
         ("conventions.bn_epsilon=.inf", "conventions.bn_epsilon", "finite"),
@@ -697,9 +697,9 @@ def test_default_outputs_are_importable_modules(
 
 
 def test_pictures_of_huge_networks_stay_small(tmp_path, capsys):
-    """8,192 blocks (the limit) draw as at most MAX_BARS bars: the picture was 78 MB
-    and took minutes."""
-    from mbcompile.analysis.plots import MAX_BARS
+    """8,192 blocks (the limit) draw as at most PICTURE_BARS bars over all panels
+    (parameters, MACs, estimated latency): the picture was 78 MB and took minutes."""
+    from mbcompile.analysis.plots import PICTURE_BARS
 
     rows = "".join("  - {t: 1, c: 8, n: 64, s: 1}\n" for _ in range(128))
     head, _, rest = V2_TEXT.partition("stages:\n")
@@ -711,7 +711,7 @@ def test_pictures_of_huge_networks_stay_small(tmp_path, capsys):
     assert code == 0, err
     text = picture.read_text()
     bars = re.findall(r'<g id="patch_\d+">', text)
-    assert len(bars) <= 2 * MAX_BARS + 10  # two panels, plus frames
+    assert len(bars) <= PICTURE_BARS + 10  # plus the panels' frames
     assert picture.stat().st_size < 2_000_000
 
 

@@ -103,6 +103,24 @@ def test_generate_rewrites_only_what_changed(project):
     assert err.endswith("6 generated files: 3 written, 3 unchanged\n")
 
 
+def test_a_target_lists_its_specs(project):
+    """`spec` may list files and globs: each file it matches once, in the list's
+    order, and no other."""
+    shutil.copy(SPECS / "v2.yaml", project / "specs" / "other.yaml")
+    (project / "pyproject.toml").write_text(
+        CONFIG.replace(
+            'spec = "specs/*.yaml"',
+            'spec = ["specs/tiny.yaml", "specs/n*.yaml", "specs/tiny.yaml"]',
+        )
+    )
+    code, _, err = run_cli(["generate"])
+    assert code == 0, err
+    written = sorted(p.stem for p in (project / "generated" / "torch").glob("*.py"))
+    assert written == ["net", "tiny"]
+    assert err.index("generated/torch/tiny.py") < err.index("generated/torch/net.py")
+    assert err.endswith("6 generated files: 6 written, 0 unchanged\n")
+
+
 def test_overrides_name_backends_and_fold_bn(project):
     (project / "pyproject.toml").write_text(
         CONFIG
@@ -388,6 +406,16 @@ BAD_CONFIGS = [
         '[[tool.mbcompile.targets]]\nspec = "models/*.yaml"\n',
         "pyproject.toml:2: tool.mbcompile.targets[0].spec: the glob models/*.yaml "
         "matches no file",
+    ),
+    (
+        '[[tool.mbcompile.targets]]\nspec = ["specs/net.yaml", "specs/nix.yaml"]\n',
+        "pyproject.toml:2: tool.mbcompile.targets[0].spec[1]: spec file not found: "
+        "specs/nix.yaml",
+    ),
+    (
+        "[[tool.mbcompile.targets]]\nspec = []\n",
+        "pyproject.toml:2: tool.mbcompile.targets[0].spec: must name a spec file or a "
+        "glob such as specs/*.yaml (or a list of them)",
     ),
     (
         '[[tool.mbcompile.targets]]\nspec = "specs/*.yaml"\nname = "one"\n',

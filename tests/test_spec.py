@@ -81,7 +81,7 @@ VALUE_RULES = [
     ("width_multiplier: 1.0", "width_multiplier: 0", "width_multiplier:", None, ""),
     ("width_multiplier: 1.0", "width_multiplier: -1.0", "width_multiplier:", None, ""),
     ("width_multiplier: 1.0", "width_multiplier: 9.0", "width_multiplier:", None, ""),
-    ("num_classes: 1000", "num_classes: 0", "num_classes", None, ""),
+    ("num_classes: 1000", "num_classes: -1", "num_classes", None, ""),
     ("resolution: 224", "resolution: 0", "resolution", None, ""),
     ("name: mobilenet_v2", "name: 2fast", "name:", None, "Python identifier"),
     ("name: mobilenet_v2", "name: a-b", "name:", None, "Python identifier"),

@@ -19,7 +19,7 @@ from ..errors import (
 )
 from ..files import flush_stdout, write_stderr
 from ..version import __version__
-from .options import add_overrides_argument, add_spec_argument
+from .options import add_device_argument, add_overrides_argument, add_spec_argument
 
 DESCRIPTION = """\
 Compile a MobileNet spec (YAML) to standalone Keras 3 or PyTorch source, or report
@@ -28,6 +28,7 @@ its costs.
 examples:
   mbcompile specs/v2.yaml --backend keras          -> generated/keras/v2.py
   mbcompile specs/v2.yaml --backend torch -o m.py
+  mbcompile mobilenetv4_conv_small --backend keras   (a bundled spec by name: mbcompile specs)
   mbcompile specs/v3_large.yaml --set width_multiplier=0.75 --report
   mbcompile specs/v3_small.yaml --report --format json
 """
@@ -77,6 +78,7 @@ def compile_parser() -> argparse.ArgumentParser:
         "trained weights with `mbcompile weights SPEC --fold-bn`)",
     )
     parser.add_argument("--report", action="store_true", help="print the cost report")
+    add_device_argument(parser)
     parser.add_argument(
         "--format",
         choices=("table", "json", "csv", "markdown"),
@@ -99,9 +101,19 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "costs": (".costs", "cost report of a spec (table, json, csv, markdown)"),
     "compare": (".compare", "compare the costs of specs and --set variants"),
-    "plot": (".plot", "bar chart of MACs and parameters per block (PNG/SVG)"),
+    "sweep": (".sweep", "the Pareto set of a grid of variants within a budget"),
+    "plot": (
+        ".plot",
+        "bar chart of MACs, est. latency and parameters per block (PNG/SVG)",
+    ),
     "diagram": (".diagram", "block-graph diagram as Mermaid, dot or SVG"),
-    "weights": (".weights", "convert weights between PyTorch and Keras files"),
+    "specs": (".specs", "list the bundled specs (any command takes them by name)"),
+    "weights": (".weights", "convert trained weights (any checkpoint) for a spec"),
+    "export": (
+        ".export",
+        "a validated ONNX, TFLite, .keras, SavedModel, .pt2 or .pte file",
+    ),
+    "bench": (".bench", "time a spec's model in a runtime; --calibrate a device"),
     "schema": (".schema", "print the spec JSON Schema (for editors)"),
 }
 

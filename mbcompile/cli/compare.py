@@ -3,49 +3,44 @@
 from __future__ import annotations
 
 import argparse
-import os
-import re
 from pathlib import Path
 
 from .. import compiler
 from ..analysis import compare
 from ..analysis.compare import Column
 from ..analysis.cost import report
+from ..analysis.latency import estimate
 from ..analysis.plots import compare_chart, picture_format
 from ..analysis.report import FORMATS
-from ..errors import SpecError, shorten, shorten_path
+from ..errors import shorten_path
 from ..files import Inputs, check_target, write_file, write_stderr, write_stdout
-from .options import add_overrides_argument
-
-# Split "a=1,b.c=2" at commas that start another KEY= (or KEY[i].x=).
-_NEXT_OVERRIDE = re.compile(r",(?=\s*[A-Za-z_][\w.\[\]]*\s*=)")
-
-
-def split_overrides(text: str) -> list[str]:
-    return [part.strip() for part in _NEXT_OVERRIDE.split(text) if part.strip()]
-
-
-def parse_column(text: str) -> tuple[str, list[str]]:
-    """`path[@k=v,...]` -> (path, overrides). A path that exists wins over '@'."""
-    if "@" not in text or os.path.exists(text):  # False for unusable paths too
-        return text, []
-    path, _, rest = text.partition("@")
-    overrides = split_overrides(rest)
-    if not overrides:
-        raise SpecError(f"'{shorten(text)}': expected SPEC@KEY=VALUE[,KEY=VALUE...]")
-    return path, overrides
+from ..frontend.device import DeviceProfile, load_device
+from .options import (
+    add_device_argument,
+    add_overrides_argument,
+    parse_column,
+    split_overrides,
+)
 
 
 def columns(
-    specs: list[str], variants: list[str] = (), common: list[str] = ()
+    specs: list[str],
+    variants: list[str] = (),
+    common: list[str] = (),
+    device: DeviceProfile | None = None,
 ) -> list[Column]:
-    return load_columns(specs, variants, common)[0]
+    return load_columns(specs, variants, common, device)[0]
 
 
 def load_columns(
-    specs: list[str], variants: list[str] = (), common: list[str] = ()
+    specs: list[str],
+    variants: list[str] = (),
+    common: list[str] = (),
+    device: DeviceProfile | None = None,
 ) -> tuple[list[Column], Inputs]:
-    """The columns, and every file they were read from."""
+    """The columns (latency estimated on `device`, default the default profile),
+    and every file they were read from."""
+    device = device or load_device()
     wanted = []
     for text in specs:
         path, own = parse_column(text)
@@ -56,7 +51,11 @@ def load_columns(
         loaded, graph = compiler.load_and_expand(path, [*common, *overrides])
         inputs.update(loaded.inputs)
         label = Path(path).stem + ("@" + ",".join(overrides) if overrides else "")
-        out.append(Column(label, path, tuple(overrides), report(graph)))
+        out.append(
+            Column(
+                label, path, tuple(overrides), report(graph), estimate(graph, device)
+            )
+        )
     return out, inputs
 
 
@@ -77,6 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="one more column per spec with these overrides (repeatable)",
     )
     add_overrides_argument(parser, help="override applied to every column (repeatable)")
+    add_device_argument(parser)
     parser.add_argument(
         "--format",
         choices=FORMATS,
@@ -92,7 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     fmt = picture_format(args.plot) if args.plot else None
-    cols, inputs = load_columns(args.specs, args.variant, args.overrides)
+    device = load_device(args.device)
+    cols, inputs = load_columns(args.specs, args.variant, args.overrides, device)
     if args.plot:
         check_target(args.plot, inputs)  # before printing or drawing anything
     write_stdout(compare.RENDER[args.format](cols))

@@ -8,6 +8,7 @@ from .. import compiler
 from ..analysis.report import render
 from ..errors import EXIT_OK, SpecError, shorten_path
 from ..files import check_target, write_stderr, write_stdout
+from ..frontend.device import load_device
 from ..frontend.load import fold_bn
 
 
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
             target = compiler.output_path(args.output, name, args.spec, folded)
             check_target(target, loaded.inputs)
     if args.report:
-        write_stdout(render(graph, args.format))
+        write_stdout(render(graph, args.format, device=load_device(args.device)))
     # Generate everything before writing anything: a failure writes nothing.
     texts = {name: compiler.generate(graph, name) for name in names}
     for name, text in texts.items():

@@ -13,7 +13,7 @@ import difflib
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import SpecError, SpecErrors, shorten, shorten_path
 from ..files import Inputs
-from ..ir.blocks import ROW_MODELS, ROW_TYPES
-from . import compose
+from ..ir.blocks import BLOCK_TYPES, ROW_MODELS, ROW_TYPES
+from ..ir.norms import NORM_MODELS, NORM_TYPES
+from . import bundled, compose
 from .model import STAGE_ITEM_TAGS, Spec
 from .yamlsource import MAX_DEPTH, MAX_DIGITS, scalar
 
@@ -118,8 +119,11 @@ def load(
     path: str | Path, overrides: Overrides = (), display: str | None = None
 ) -> LoadedSpec:
     """Read, override and validate a spec file (named `display` in messages and
-    generated headers; by default as given). Raises SpecError on bad input."""
-    display = str(path) if display is None else display
+    generated headers; by default as given), or a bundled spec by name when no
+    file has that path. Raises SpecError on bad input."""
+    if display is None:  # a bundled spec's name, or a path as given
+        path, display = bundled.resolve(path)
+        display = str(path) if display is None else display
     if not Path(display).name.isprintable():
         # The file name is quoted in generated headers and in messages.
         raise SpecError(
@@ -282,6 +286,43 @@ def _network_limits(spec: Spec) -> list[tuple[tuple, str]]:
                 f"); at most {MAX_BLOCKS}",
             )
         )
+    return problems + _norm_limits(spec)
+
+
+def _norm_limits(spec: Spec) -> list[tuple[tuple, str]]:
+    """What the network's norm cannot do: be built under conventions whose
+    reference library lacks it, fold into convolutions, or serve a block type
+    built with other norms only."""
+    norm = NORM_TYPES[spec.norm.type]
+    problems = []
+    profile = spec.conventions.profile
+    if profile not in norm.profiles:
+        others = [n.name for n in NORM_TYPES.values() if profile in n.profiles]
+        problems.append(
+            (
+                ("norm",),
+                f"{norm.name} is built as {' and '.join(norm.profiles)} builds it; "
+                f"the {profile} conventions have {', '.join(others)} only",
+            )
+        )
+    if spec.fold_batch_norm and not norm.folds:
+        problems.append(
+            (
+                ("fold_batch_norm",),
+                f"only batch norm folds into convolutions; this network's norm is "
+                f"{norm.name}, computed from each input, which no weight can hold",
+            )
+        )
+    for path, row in spec.rows():
+        allowed = BLOCK_TYPES[row.block].norms
+        if allowed is not None and norm.name not in allowed:
+            problems.append(
+                (
+                    ("stages", *path),
+                    f"{row.block} rows are built with {' or '.join(allowed)} only; "
+                    f"this network's norm is {norm.name}",
+                )
+            )
     return problems
 
 
@@ -410,9 +451,26 @@ def _clean_loc(loc: tuple) -> tuple:
         p
         for p in loc
         if p not in ROW_TYPES
+        and p not in NORM_TYPES
         and p not in STAGE_ITEM_TAGS
         and not str(p).startswith("function-")
     )
+
+
+def problem_text(err: dict, loc: tuple, known: Iterable[str]) -> str:
+    """The message of one pydantic error in a validated file: an unknown key with
+    the closest of the `known` keys, a missing key, or the validator's message."""
+    kind, message = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        message = f"unknown key '{shorten(str(loc[-1]))}'"
+        match = difflib.get_close_matches(str(loc[-1]), list(known), n=1, cutoff=0.6)
+        if match:
+            message += f" — did you mean '{match[0]}'?"
+    elif kind == "missing":
+        message = f"missing required key '{shorten(str(loc[-1]))}'"
+    elif kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    return message
 
 
 def _located_error(err: dict, data: dict, locator: Locator) -> SpecError:
@@ -427,9 +485,14 @@ def _located_error(err: dict, data: dict, locator: Locator) -> SpecError:
             message += f" — did you mean '{suggestion}'?"
     elif kind == "missing":
         message = f"missing required key '{shorten(str(loc[-1]))}'"
+    elif kind == "union_tag_invalid" and loc[:1] == ("norm",):
+        message = f"unknown norm; expected one of {', '.join(NORM_TYPES)}"
+        loc = (*loc, "type")
     elif kind == "union_tag_invalid":
         message = f"unknown block type; expected one of {', '.join(ROW_TYPES)}"
         loc = (*loc, "block")
+    elif kind == "union_tag_not_found" and loc[:1] == ("norm",):
+        message = f"norm does not name its type; add 'type:' ({', '.join(NORM_TYPES)})"
     elif kind == "union_tag_not_found":
         message = (
             "row does not name its block type; add 'block:' to the row or the spec"
@@ -471,8 +534,8 @@ def _model_at(path: tuple, data: Any) -> type[BaseModel] | None:
         field = model.model_fields.get(part) if model else None
         if field is None:
             return None
-        model = _nested_model(field.annotation)
         node = _safe_get(node, part)
+        model = _nested_model(field.annotation, node)
         i += 1
     return model
 
@@ -484,9 +547,22 @@ def _safe_get(node: Any, key: Any) -> Any:
         return None
 
 
-def _nested_model(annotation: Any) -> type[BaseModel] | None:
-    candidates = getattr(annotation, "__args__", None) or (annotation,)
-    for candidate in candidates:
+def _nested_model(annotation: Any, node: Any = None) -> type[BaseModel] | None:
+    """The model of a field's value `node`; of a union told apart by `type:` (the
+    spec's `norm`), the member that `node` names."""
+    if isinstance(node, dict) and isinstance(node.get("type"), str):
+        named = NORM_MODELS.get(node["type"])
+        if named is not None and named in _members(annotation):
+            return named
+    for candidate in _members(annotation):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             return candidate
     return None
+
+
+def _members(annotation: Any) -> tuple:
+    """The types an annotation admits, through Optional, unions and Annotated."""
+    args = getattr(annotation, "__args__", None)
+    if not args:
+        return (annotation,)
+    return tuple(member for arg in args for member in _members(arg))

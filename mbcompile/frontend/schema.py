@@ -1,11 +1,12 @@
 """The spec JSON Schema, for editors (yaml-language-server; `mbcompile schema`).
 
-Derived from the pydantic models (model.py, and the block modules' row models),
-then adjusted to what the loader accepts beyond them: `extends:` and `all_rows:`
-(consumed by compose.py), partial specs that extend another, rows that take their
-block type from the top-level `block:`, the `conventions: <profile>` shorthand and
-activation aliases. schema/mbcompile-spec.schema.json is the committed copy the
-shipped specs point at; a test fails when it is stale.
+Derived from the pydantic models (model.py, the block modules' row models and the
+norm modules' settings), then adjusted to what the loader accepts beyond them:
+`extends:` and `all_rows:` (consumed by compose.py), partial specs that extend
+another, rows that take their block type from the top-level `block:`, the
+`conventions: <profile>` and `norm: <type>` shorthands and activation aliases.
+schema/mbcompile-spec.schema.json is the committed copy the shipped specs point at;
+a test fails when it is stale.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..ir.blocks import ROW_MODELS
+from ..ir.norms import NORM_TYPES
 from . import compose
 from .fields import ACTIVATION_ALIASES, ACTIVATIONS
 from .model import Spec
@@ -46,10 +48,17 @@ def build() -> dict[str, Any]:
     schema["properties"]["conventions"] = {
         "anyOf": [conventions, {"type": "string", "enum": profiles}]
     }
+    norm = schema["properties"]["norm"]
+    default = norm.pop("default")
+    schema["properties"]["norm"] = {
+        "anyOf": [norm, {"type": "string", "enum": list(NORM_TYPES)}],
+        "default": default,
+    }
     activations = [*ACTIVATIONS, *ACTIVATION_ALIASES]
     for model in defs.values():
         if "act" in model.get("properties", {}):
-            model["properties"]["act"]["enum"] = activations
+            act = model["properties"]["act"]  # its own words (`block`) after them
+            act["enum"] = [*activations, *act.get("enum", [])]
     row_keys: dict[str, Any] = {}
     for name in sorted(rows):
         for key, prop in defs[name]["properties"].items():

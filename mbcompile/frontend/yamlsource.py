@@ -144,9 +144,10 @@ class Located:
         return self.lines.get(())
 
 
-def read_text(path: Path, display: str) -> tuple[str, FileId]:
-    """A spec file's text and identity; regular files of at most MAX_BYTES only."""
-    found = read_input(path, display, MAX_BYTES, "a spec")
+def read_text(path: Path, display: str, what: str = "a spec") -> tuple[str, FileId]:
+    """A spec file's (or another YAML input's: `what` it is, for messages) text
+    and identity; regular files of at most MAX_BYTES only."""
+    found = read_input(path, display, MAX_BYTES, what)
     raw = found.data
     if b"\x00" in raw:
         raise SpecError(
@@ -159,8 +160,9 @@ def read_text(path: Path, display: str) -> tuple[str, FileId]:
         raise SpecError("invalid UTF-8", source=display, line=line) from None
 
 
-def parse(text: str, source: str) -> Located:
-    """Parse one YAML document into plain data (dict/list/scalars) with line numbers."""
+def parse(text: str, source: str, keys: str = "spec keys") -> Located:
+    """Parse one YAML document into plain data (dict/list/scalars) with line numbers.
+    Its top level must be a mapping (of `keys`, for messages)."""
     try:
         deep = _too_deep(text)
         if deep is not None:
@@ -189,15 +191,13 @@ def parse(text: str, source: str) -> Located:
     except yaml.YAMLError as exc:
         raise SpecError(f"invalid YAML: {exc}", source=source) from None
     if node is None:
-        raise SpecError(
-            "empty document; expected a mapping of spec keys", source=source
-        )
+        raise SpecError(f"empty document; expected a mapping of {keys}", source=source)
     lines: dict[tuple, int] = {(): node.start_mark.line + 1}
     constructor = _Loader("")
     data = _convert(node, (), lines, constructor, source, set())
     if not isinstance(data, dict):
         raise SpecError(
-            f"top level is a {type(data).__name__}; expected a mapping of spec keys",
+            f"top level is a {type(data).__name__}; expected a mapping of {keys}",
             source=source,
             line=node.start_mark.line + 1,
         )

@@ -8,7 +8,7 @@ It is the `[tool.mbcompile]` table of `pyproject.toml`, or the top level of an
     report = "generated/reports/{name}.md"
 
     [[tool.mbcompile.targets]]
-    spec = "specs/*.yaml"                        # a file or a glob
+    spec = "specs/*.yaml"                        # a file, a glob, or a list of them
 
     [[tool.mbcompile.targets]]
     spec = "specs/v3_large.yaml"
@@ -25,7 +25,6 @@ matched: the spec, its overrides and the files it becomes.
 
 from __future__ import annotations
 
-import difflib
 import glob
 import os
 import re
@@ -48,7 +47,7 @@ from ..backends import BACKENDS
 from ..compiler import DEFAULT_OUTPUT, model_name
 from ..errors import SpecError, SpecErrors, shorten, shorten_path
 from ..files import FileError, Inputs, read_input
-from ..frontend.load import Override, field_path, fold_bn, override
+from ..frontend.load import Override, field_path, fold_bn, override, problem_text
 from ..frontend.yamlsource import Located
 
 try:
@@ -136,7 +135,8 @@ class _Options(BaseModel):
 
 
 class TargetConfig(_Options):
-    spec: StrictStr
+    # A spec file or a glob, or a list of them (each file once, in the list's order).
+    spec: StrictStr | list[StrictStr]
     name: StrictStr | None = None
     # Spec values by dotted path, as `--set`: {width_multiplier = 0.75}
     overrides: dict[str, Any] = Field(default_factory=dict, alias="set")
@@ -144,8 +144,13 @@ class TargetConfig(_Options):
     @field_validator("spec")
     @classmethod
     def _spec(cls, value):
-        if not value.strip():
-            raise ValueError("must name a spec file or a glob such as specs/*.yaml")
+        patterns = [value] if isinstance(value, str) else value
+        for pattern in patterns or [""]:
+            if not pattern.strip():
+                raise ValueError(
+                    "must name a spec file or a glob such as specs/*.yaml (or a list "
+                    "of them)"
+                )
         return value
 
     @field_validator("name")
@@ -300,19 +305,10 @@ class _Where(Located):
 
 
 def _located(err: dict, at: _Where) -> SpecError:
-    loc, kind, message = tuple(err["loc"]), err["type"], err["msg"]
-    if kind == "extra_forbidden":
-        model = TargetConfig if loc[:1] == ("targets",) else ProjectConfig
-        known = [f.alias or n for n, f in model.model_fields.items()]
-        message = f"unknown key '{shorten(str(loc[-1]))}'"
-        match = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-        if match:
-            message += f" — did you mean '{match[0]}'?"
-    elif kind == "missing":
-        message = f"missing required key '{loc[-1]}'"
-    elif kind == "value_error":
-        message = message.removeprefix("Value error, ")
-    return at.error(loc, message)
+    loc = tuple(err["loc"])
+    model = TargetConfig if loc[:1] == ("targets",) else ProjectConfig
+    known = [f.alias or n for n, f in model.model_fields.items()]
+    return at.error(loc, problem_text(err, loc, known))
 
 
 # ------------------------------------------------------------------------ targets
@@ -375,7 +371,12 @@ def _target_jobs(
     if folded:
         where = ("targets", i, "fold_bn") if target.fold_bn else ("fold_bn",)
         overrides.append(fold_bn(f"{at.source}:{at.line(where)}"))
-    specs = _specs(target.spec, root, at, ("targets", i, "spec"))
+    where = ("targets", i, "spec")
+    if isinstance(target.spec, str):
+        specs = _specs(target.spec, root, at, where)
+    else:  # each file once, in the list's order
+        found = [_specs(p, root, at, (*where, j)) for j, p in enumerate(target.spec)]
+        specs = list(dict.fromkeys(s for files in found for s in files))
     if target.name is not None and len(specs) > 1:
         raise at.error(
             ("targets", i, "name"),
