@@ -15,14 +15,18 @@ _FIGURES: list[str] = []
 
 
 @pytest.fixture
-def no_hang():
-    """A command that blocks (on a FIFO, say) fails the test instead of hanging it."""
+def no_hang(request):
+    """A command that blocks (on a FIFO, say) fails the test instead of hanging it:
+    after 120 seconds, or a module's `pytest.mark.hang_limit(seconds)` (exports and
+    int8 calibration legitimately take minutes on 2 busy cores)."""
+    marker = request.node.get_closest_marker("hang_limit")
+    seconds = marker.args[0] if marker else 120
 
     def blocked(*_):
-        raise TimeoutError("the command blocked for 120 seconds")
+        raise TimeoutError(f"the command blocked for {seconds} seconds")
 
     previous = signal.signal(signal.SIGALRM, blocked)
-    signal.alarm(120)
+    signal.alarm(seconds)
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, previous)
@@ -39,6 +43,44 @@ def figures():
     """Collects measured figures (accuracies of trained models) printed at the end,
     so a CI log shows them without a rerun."""
     return _FIGURES
+
+
+# Markers of on-demand runs: their tests run only when `-m` names the marker
+# (`pytest -m slow`, `pytest -m timm_family`); the default run stays fast.
+ON_DEMAND = ("slow", "timm_family")
+
+
+# The longest files first: with two workers taking whole files (--dist loadfile),
+# a long file started last would run alone at the end.
+FIRST = ("test_learning.py", "test_keras_backends.py", "test_export_command.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    order = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: order.get(item.path.name, len(FIRST)))
+    selected = config.option.markexpr or ""
+    skipped = [m for m in ON_DEMAND if m not in selected]
+    drop = [i for i in items if any(m in i.keywords for m in skipped)]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        dropped = set(drop)
+        items[:] = [i for i in items if i not in dropped]
+
+
+def pytest_sessionfinish(session):
+    """Under pytest-xdist a worker hands its figures to the controller, which
+    prints them all (`pytest_testnodedown`)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["mbcompile_worst"] = list(_WORST)
+        workeroutput["mbcompile_figures"] = list(_FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    output = getattr(node, "workeroutput", {})
+    _WORST.extend(tuple(item) for item in output.get("mbcompile_worst", []))
+    _FIGURES.extend(output.get("mbcompile_figures", []))
 
 
 def pytest_terminal_summary(terminalreporter):

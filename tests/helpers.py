@@ -9,6 +9,7 @@ import contextlib
 import importlib.util
 import io
 import itertools
+import os
 import shutil
 import subprocess
 import sys
@@ -50,6 +51,31 @@ def run_cli(argv) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def run_python(code: str, env=None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python -c CODE` in a fresh process with this checkout on the path."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        timeout=timeout,
+        check=False,
+    )
+
+
+def run_limited(argv, limit: int) -> subprocess.CompletedProcess:
+    """`mbcompile ARGV` in a fresh process whose files may not pass `limit` bytes
+    (`ulimit -f`): writes past it fail with EFBIG (SIGXFSZ ignored, as Python
+    starts)."""
+    return run_python(
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+        "from mbcompile import cli\n"
+        f"sys.exit(cli.main({[str(a) for a in argv]!r}))\n"
+    )
+
+
 def import_source(text: str, tmp_path: Path, stem: str = "generated_model"):
     """Import generated source as a fresh module (never from generated/)."""
     name = f"{stem}_{next(_counter)}"
@@ -74,15 +100,27 @@ def build(spec_path, backend: str, tmp_path: Path, overrides=()):
 
 def torch_param_modules(model):
     """The modules holding weights, in registration order: the IR's parametric ops
-    (layer scale: the generated LayerScale module, timm's LayerScale2d)."""
+    (layer scale: the generated LayerScale module, timm's LayerScale2d; CondConv:
+    the generated and timm's CondConv2d)."""
     from torch import nn
 
     kinds = (nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.Linear)
-    return [m for m in model.modules() if isinstance(m, kinds) or is_layer_scale(m)]
+    return [
+        m
+        for m in model.modules()
+        if isinstance(m, kinds)
+        or is_layer_scale(m)
+        or is_other_norm(m)
+        or is_cond_conv(m)
+    ]
 
 
 def is_layer_scale(module) -> bool:
     return type(module).__name__ in ("LayerScale", "LayerScale2d")
+
+
+def is_cond_conv(module) -> bool:
+    return type(module).__name__ == "CondConv2d"
 
 
 def is_batch_norm(module) -> bool:
@@ -91,14 +129,33 @@ def is_batch_norm(module) -> bool:
     return isinstance(module, nn.modules.batchnorm._BatchNorm)
 
 
+def is_other_norm(module) -> bool:
+    """A norm without running statistics: GroupNorm and LayerNorm (timm's
+    GroupNormAct, LayerNormAct2d and ours), EvoNorm-S0 (timm's EvoNorm2dS0, ours),
+    RMSNorm (timm's RmsNorm2d and RmsNormAct2d, our RmsNormAct)."""
+    from torch import nn
+
+    named = type(module).__name__ in (
+        "EvoNorm2dS0",
+        "EvoNormS0",
+        "RmsNorm2d",
+        "RmsNormAct2d",
+        "RmsNormAct",
+    )
+    return isinstance(module, (nn.GroupNorm, nn.LayerNorm)) or named
+
+
 def torch_tensors_live(module):
-    """A parametric module's tensors in state_dict order (weight[, bias], and BN's
-    running statistics), as the module holds them."""
+    """A parametric module's tensors in state_dict order (weight[, bias], BN's
+    running statistics, EvoNorm's v), as the module holds them (RMSNorm: a weight
+    and no bias at all)."""
     if is_batch_norm(module):
         return [module.weight, module.bias, module.running_mean, module.running_var]
     if is_layer_scale(module):
         return [module.gamma]
-    return [module.weight] + ([module.bias] if module.bias is not None else [])
+    bias = getattr(module, "bias", None)  # the generated CondConv2d has none
+    extra = [module.v] if getattr(module, "v", None) is not None else []
+    return [module.weight] + ([bias] if bias is not None else []) + extra
 
 
 def torch_tensors(module) -> list[np.ndarray]:
@@ -122,7 +179,8 @@ def randomize_torch(model, images: np.ndarray, seed: int = 0) -> None:
     Random running statistics would let activations grow block after block until
     float32 rounding alone exceeds the tolerance; statistics measured on real
     activations keep every layer near unit scale, as in a trained network. Gamma and
-    beta stay random, so no batch norm is an identity.
+    beta stay random, so no batch norm is an identity; so do the other norms'
+    vectors (weight[, bias, EvoNorm's v]; RMSNorm's weight alone).
     """
     import torch
 
@@ -133,6 +191,14 @@ def randomize_torch(model, images: np.ndarray, seed: int = 0) -> None:
         for module in modules:
             if is_layer_scale(module):
                 module.gamma.copy_(torch.rand(module.gamma.shape, generator=gen) + 0.5)
+            elif is_other_norm(module):
+                weight, *rest = torch_tensors_live(module)
+                weight.copy_(torch.rand(weight.shape, generator=gen) + 0.5)
+                if rest:  # RMSNorm has no bias
+                    bias, *v = rest
+                    bias.copy_(torch.randn(bias.shape, generator=gen) * 0.1)
+                    for tensor in v:  # EvoNorm's: inside its sigmoid
+                        tensor.copy_(torch.rand(tensor.shape, generator=gen) + 0.5)
             elif is_batch_norm(module):
                 n = module.num_features
                 module.weight.copy_(torch.rand(n, generator=gen) + 0.5)
@@ -141,9 +207,11 @@ def randomize_torch(model, images: np.ndarray, seed: int = 0) -> None:
                 module.momentum = None  # cumulative average: exactly this batch's stats
             else:
                 fan_in = module.weight[0].numel()
+                if is_cond_conv(module):  # a flattened (O, I, k, k) kernel per expert
+                    fan_in //= module.out_channels
                 module.weight.copy_(torch.randn(module.weight.shape, generator=gen))
                 module.weight.mul_((1.0 / fan_in) ** 0.5)
-                if module.bias is not None:
+                if getattr(module, "bias", None) is not None:
                     module.bias.copy_(
                         torch.randn(module.bias.shape, generator=gen) * 0.1
                     )
@@ -226,17 +294,27 @@ def run_keras(model, images: np.ndarray) -> np.ndarray:
     return np.asarray(model(images.transpose(0, 2, 3, 1), training=False))
 
 
-def randomize_keras(model, images_nhwc: np.ndarray, seed: int = 0) -> None:
+def randomize_keras(model, images_nhwc: np.ndarray, seed: int = 0, graph=None) -> None:
     """Keras counterpart of `randomize_torch`: random kernels scaled by fan-in,
-    random gamma/beta, and moving statistics measured on `images_nhwc`.
+    random gamma/beta (and the other norms' vectors), and moving statistics
+    measured on `images_nhwc`.
 
     With momentum 0 one training-mode call stores exactly that batch's statistics
     (Keras keeps the biased variance), which keeps every layer near unit scale.
+    Given the model's `graph`, the Dense layers that mix CondConv kernels are
+    scaled by the fan-in of the convolution they make, not by their experts.
     """
     import keras
 
     rng = np.random.default_rng(seed)
     momenta = {}
+    conv_fan_in = {}  # Keras layer -> fan-in of the CondConv whose kernels it mixes
+    if graph is not None:
+        for op, name in zip(param_ops(graph), layer_names(graph), strict=True):
+            if op.kind == "condconv":
+                attrs = op.attrs
+                fan_in = attrs["in_c"] // attrs["groups"] * attrs["kernel"] ** 2
+                conv_fan_in[model.get_layer(name)] = fan_in
     for layer in keras_weighted_layers(model):
         arrays = keras_arrays(layer)
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -246,12 +324,20 @@ def randomize_keras(model, images_nhwc: np.ndarray, seed: int = 0) -> None:
             new = [gamma, beta, np.zeros(n), np.ones(n)]
             momenta[layer] = layer.momentum
             layer.momentum = 0.0
+        elif is_other_keras_norm(layer):  # weight[, bias, EvoNorm's v]
+            n = arrays[0].shape[0]
+            new = [rng.uniform(0.5, 1.5, n)]
+            if len(arrays) > 1:  # RMSNormalization has its scale alone
+                new.append(rng.standard_normal(n) * 0.1)
+                new += [rng.uniform(0.5, 1.5, n) for _ in arrays[2:]]
         else:
             kernel = arrays[0]
             # fan-in: every axis but the output one(s): (kh, kw, in, out) for conv,
             # (kh, kw, C, m) for depthwise (one input channel each), (in, out) dense.
             if isinstance(layer, keras.layers.DepthwiseConv2D):
                 fan_in = kernel.shape[0] * kernel.shape[1]
+            elif layer in conv_fan_in:
+                fan_in = conv_fan_in[layer]
             else:
                 fan_in = int(np.prod(kernel.shape[:-1]))
             new = [rng.standard_normal(kernel.shape) / np.sqrt(fan_in)]
@@ -260,6 +346,19 @@ def randomize_keras(model, images_nhwc: np.ndarray, seed: int = 0) -> None:
     model(images_nhwc, training=True)
     for layer, momentum in momenta.items():
         layer.momentum = momentum
+
+
+def is_other_keras_norm(layer) -> bool:
+    """Keras' GroupNormalization, LayerNormalization and RMSNormalization, the
+    generated EvoNormS0."""
+    import keras
+
+    norms = (
+        keras.layers.GroupNormalization,
+        keras.layers.LayerNormalization,
+        keras.layers.RMSNormalization,
+    )
+    return isinstance(layer, norms) or type(layer).__name__ == "EvoNormS0"
 
 
 def assert_ruff_clean(*paths: Path) -> None:

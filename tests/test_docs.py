@@ -79,7 +79,8 @@ def test_each_written_example_is_a_valid_spec_value(where):
         if key == "output_stride":
             spec["include_top"], spec["head"] = False, {"pool": "avg"}
     else:
-        needs = {"dilation": {"s": 1}, "se_ratio": {"se": True}, "end": {"k": 3}}
+        needs = {"dilation": {"s": 1}, "end": {"k": 3}}
+        needs |= {"se_ratio": {"se": True}, "se_c": {"se": True}}
         row = {key: value, **needs.get(key, {})}
         if key == "exp":
             row["t"] = None

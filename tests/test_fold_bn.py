@@ -46,6 +46,8 @@ CASES += [
     (SPECS / "timm" / f"{name}.yaml", ("resolution=128",))
     for name in ("efficientnet_b0", "mobilenetv4_conv_small")
 ]
+# Space-to-depth's conv, squeeze-excite in fused rows, per-block squeeze activations.
+CASES += [(SPECS / "timm" / "efficientnet_x_b3.yaml", ("resolution=128",))]
 
 
 def trained(spec, tmp_path, overrides=()):
@@ -136,11 +138,13 @@ def test_weights_command_refuses_a_folded_source(tmp_path, capsys):
     argv = ["weights", str(SPECS / "v3_small.yaml"), "--fold-bn"]
     argv += ["--from", str(source), "--to", str(tmp_path / "out.pt")]
     assert cli.main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
-    # The stem's folded bias (16,) happens to fit the BN weight it is read as; the
-    # next tensor is the first whose shape does not fit.
-    assert "tensor 2 'features.1.block.0.0.weight'" in err
+    missing, unexpected = capsys.readouterr().err.strip().splitlines()
+    # As load_state_dict reports it, one line each: the training form's batch norms
+    # are missing, the folded convolutions' biases have no place in it.
+    assert "missing 136 tensor(s)" in missing
+    assert "'features.0.1.running_mean'" in missing
+    assert "34 unexpected tensor(s)" in unexpected
+    assert "'features.0.0.bias' (16,)" in unexpected
     assert not (tmp_path / "out.pt").exists()
 
 

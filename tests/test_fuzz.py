@@ -282,7 +282,7 @@ def invalid_mutations(draw) -> tuple[str, dict]:
     elif kind == "resolution":
         data["resolution"] = draw(st.integers(max_value=31) | st.integers(4097))
     elif kind == "classes":
-        data["num_classes"] = draw(st.integers(max_value=0) | st.integers(100_001))
+        data["num_classes"] = draw(st.integers(max_value=-1) | st.integers(100_001))
     elif kind == "ratio":
         bad = draw(st.floats(max_value=0, exclude_max=True) | st.floats(min_value=1))
         data["head"]["dropout"] = bad
@@ -695,6 +695,73 @@ def test_random_keras_files_never_crash(small_state, edits):
         shutil.copy(good, source)
         _edit_h5(source, edits)
         target = Path(tmp) / "out.pt"
+        code, out, err = run_weights(source, target)
+        assert code in (0, 2), err
+        if code == 2:
+            assert_clean_bad_input(code, out, err)
+            assert not target.exists()
+
+
+@st.composite
+def safetensors_edits(draw) -> list[tuple]:
+    """A few edits of a valid .safetensors file: of a tensor's header entry, of the
+    header's declared length, of a byte, or a cut."""
+    kinds = ["dtype", "shape", "offsets", "drop", "length", "byte", "cut", "junk"]
+    return draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(kinds),
+                st.integers(0, 10**6),
+                st.sampled_from(["F32", "F16", "BF16", "I64", "F128", "", 7])
+                | st.lists(st.integers(-2, 2**40), max_size=4)
+                | st.integers(-(2**63), 2**64 - 1),
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
+
+
+def _edit_safetensors(data: bytes, edits) -> bytes:
+    import json
+    import struct
+
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    body = data[8 + length :]
+    declared = None
+    for kind, index, argument in edits:
+        names = sorted(k for k in header if k != "__metadata__")
+        name = names[index % len(names)] if names else None
+        if kind in ("dtype", "shape", "offsets") and name is not None:
+            field = {"dtype": "dtype", "shape": "shape", "offsets": "data_offsets"}
+            header[name][field[kind]] = argument
+        elif kind == "drop" and name is not None:
+            del header[name]
+        elif kind == "length" and isinstance(argument, int):
+            declared = argument % 2**64
+        elif kind == "byte" and body:
+            i = index % len(body)
+            body = body[:i] + bytes([(body[i] + 1) % 256]) + body[i + 1 :]
+        elif kind == "cut":
+            body = body[: index % (len(body) + 1)]
+        elif kind == "junk" and name is not None:
+            header[name] = argument
+    text = json.dumps(header).encode()
+    size = len(text) if declared is None else declared
+    return struct.pack("<Q", size) + text + body
+
+
+@examples(default=15, long=400)
+@given(edits=safetensors_edits())
+def test_random_safetensors_files_never_crash(small_state, edits):
+    from safetensors.torch import save
+
+    state, _ = small_state
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "edited.safetensors"
+        source.write_bytes(_edit_safetensors(save(dict(state)), edits))
+        target = Path(tmp) / "out.weights.h5"
         code, out, err = run_weights(source, target)
         assert code in (0, 2), err
         if code == 2:

@@ -4,9 +4,14 @@ Keras fixes its backend when it is imported, so each backend runs in its own pro
 (tests/keras_backend_child.py) with KERAS_BACKEND=tensorflow, jax or torch: the same
 generated source, the same weights (random, batch-norm statistics measured on the
 input as in tests/helpers.randomize_keras, written once by this process) and the
-same input. Under test: the canonical specs, an example with named feature outputs
-and two timm specs, MobileNetV4-Hybrid-M (attention written with keras.ops) and
-EfficientNet-B0 (SiLU, sigmoid-gated squeeze-excite).
+same input. Under test: V1 and V3-Small, an example with named feature outputs, the
+example of the layer units (mixed convs split and joined with keras.ops, CondConv's
+per-sample kernels, BlurPool's constant filter) and timm specs: MobileNetV4-Hybrid-M
+(attention written with keras.ops), and timm's test EfficientNet (SiLU, sigmoid-
+gated squeeze-excite, fused rows) with group norm (a GroupNormalization counting its
+groups when built) and with EvoNorm-S0 (a layer of keras.ops) and a grouped
+convolution; and a tiny MobileNetV5 (tests/specs/: RMSNorm, GELU-tanh, the fusion
+neck) at two resolutions.
 
 Bound: on logits, 1e-5 * max(1, max |logit|) between every two backends, ten times
 stricter than the suite's TOLERANCE for comparisons across frameworks: here the code
@@ -28,7 +33,6 @@ import numpy as np
 import pytest
 
 from helpers import (
-    CANONICAL,
     ROOT,
     SPECS,
     TOLERANCE,
@@ -44,13 +48,28 @@ LOGITS_BOUND = 1e-5  # see the module docstring
 CHILD = Path(__file__).with_name("keras_backend_child.py")
 CHILD_TIMEOUT = 900  # seconds; a hung backend fails the test instead of CI
 
+# Each case is built and traced by every backend (JAX compiles it), so they are kept
+# few and small: V1 (keras.applications' padding and layout), V3-Small (squeeze-
+# excite, hard activations), the timm models at their own resolution or smaller.
 CASES = [
-    *[(SPECS / f"{name}.yaml", ()) for name in CANONICAL],
+    (SPECS / "v1.yaml", ("resolution=128",)),
+    (SPECS / "v3_small.yaml", ("resolution=128",)),
     (ROOT / "examples" / "detection_backbone.yaml", ("resolution=128",)),
+    (ROOT / "examples" / "layer_units.yaml", ()),
     (SPECS / "timm" / "mobilenetv4_hybrid_medium.yaml", ()),
-    (SPECS / "timm" / "efficientnet_b0.yaml", ()),
+    (SPECS / "timm" / "test_efficientnet_gn.yaml", ("resolution=64",)),
+    (
+        SPECS / "timm" / "test_efficientnet_evos.yaml",
+        ("resolution=64", "stages.3.group_size=8"),
+    ),
+    # MobileNetV5's parts: RMSNorm, GELU-tanh, the fusion neck pooling (128) and
+    # resizing bilinearly (96)
+    (ROOT / "tests" / "specs" / "mobilenetv5_tiny.yaml", ()),
+    (ROOT / "tests" / "specs" / "mobilenetv5_tiny.yaml", ("resolution=96",)),
 ]
-CASE_IDS = [spec.stem for spec, _ in CASES]
+CASE_IDS = [
+    spec.stem + "".join(f"-{o}" for o in overrides) for spec, overrides in CASES
+]
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +80,7 @@ def backend_outputs(tmp_path_factory) -> dict[str, dict[str, np.ndarray]]:
         _, graph, model = build(spec, "keras", workdir, overrides)
         pixels = expects_pixels(graph)
         calibration = random_images(graph, seed=7, pixels=pixels)
-        randomize_keras(model, calibration.transpose(0, 2, 3, 1), seed=index)
+        randomize_keras(model, calibration.transpose(0, 2, 3, 1), index, graph)
         np.savez(workdir / f"weights_{index}.npz", *model.get_weights())
         images = random_images(graph, seed=1, pixels=pixels).transpose(0, 2, 3, 1)
         np.save(workdir / f"images_{index}.npy", np.ascontiguousarray(images))

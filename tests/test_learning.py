@@ -32,8 +32,6 @@ from synthetic_task import Task, accuracy, predict_keras, predict_torch
 
 from mbcompile import compiler
 
-pytestmark = pytest.mark.slow
-
 LEARNED = 0.90  # held-out accuracy a trained float model must reach
 # The loss starts at ln 10 = 2.30; label smoothing 0.1 puts its floor at 0.50.
 LOSS_FALL = 3  # the last 50 steps' mean below the first 50 steps' over this

@@ -14,12 +14,13 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, SPECS, run_cli
+from helpers import ROOT, SPECS, run_cli, run_limited
 
 pytestmark = pytest.mark.usefixtures("no_hang")
 
@@ -52,6 +53,14 @@ WRITERS = {
     "schema": (".json", lambda spec, out, pt: ["schema", "-o", out]),
     "weights": (
         ".weights.h5",
+        lambda spec, out, pt: ["weights", spec, "--from", pt, "--to", out],
+    ),
+    "weights safetensors": (
+        ".safetensors",
+        lambda spec, out, pt: ["weights", spec, "--from", pt, "--to", out],
+    ),
+    "weights pt": (
+        ".pt",
         lambda spec, out, pt: ["weights", spec, "--from", pt, "--to", out],
     ),
 }
@@ -334,6 +343,14 @@ DETERMINISTIC = {
     ],
     "compare pdf": ["compare", "{spec}", "--plot", "{out}.pdf"],
     "weights h5": ["weights", "{spec}", "--from", "{pt}", "--to", "{out}.weights.h5"],
+    "weights safetensors": [
+        "weights",
+        "{spec}",
+        "--from",
+        "{pt}",
+        "--to",
+        "{out}.safetensors",
+    ],
     "weights pt": [
         "weights",
         "{spec}",
@@ -359,6 +376,8 @@ def test_the_same_input_gives_the_same_bytes(tmp_path, case, small_pt):
         assert code == 0, err
         (written,) = tmp_path.glob(f"{name}.*")
         outputs.append(written.read_bytes())
+        if case.startswith("weights"):
+            time.sleep(1.1)  # HDF5 would record creation times in seconds
     assert outputs[0] == outputs[1]
     data = outputs[0]
     assert b"CreationDate" not in data and b"<dc:date>" not in data
@@ -447,3 +466,42 @@ def test_closed_standard_error_keeps_the_exit_code(tmp_path):
         [tmp_path / "missing.yaml"], preexec_fn=lambda: os.close(2)
     )
     assert done.returncode == 2
+
+
+# ------------------------------------------------- a file system that refuses
+
+
+@pytest.mark.parametrize("suffix", [".weights.h5", ".pt", ".safetensors"])
+def test_a_file_size_limit_is_exit_2_and_one_line(tmp_path, small_pt, suffix):
+    """Every weights writer: one line naming the failure, never a crash inside
+    HDF5 (which a failed write used to end in), and nothing left behind."""
+    target = tmp_path / f"out{suffix}"
+    argv = ["weights", SPECS / "v1.yaml", "--from", small_pt, "--to", target, *SMALL]
+    done = run_limited(argv, 20_000)  # the file takes ~100 KB
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line == f"mbcompile: error: cannot write {target}: File too large"
+    assert not target.exists() and leftovers(tmp_path) == []
+    if suffix == ".weights.h5":  # within the limit, the same command works
+        done = run_limited(argv, 10**9)
+        assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("suffix", [".weights.h5", ".pt", ".safetensors"])
+def test_a_full_disk_is_exit_2_and_one_line(tmp_path, small_pt, suffix, monkeypatch):
+    """ENOSPC from the first write that passes 20 KB, as a full disk gives it."""
+    written = {}
+    real = os.write
+
+    def filling(fd, data):
+        written[fd] = written.get(fd, 0) + len(data)
+        if written[fd] > 20_000:
+            raise OSError(28, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", filling)
+    target = tmp_path / f"out{suffix}"
+    argv = ["weights", SPECS / "v1.yaml", "--from", small_pt, "--to", target, *SMALL]
+    code, err = run(argv)
+    assert_refused(code, err, "No space left on device")
+    assert not target.exists() and leftovers(tmp_path) == []

@@ -46,11 +46,14 @@ def trained_torch(spec, tmp_path, overrides=()):
 
 
 # (spec, overrides): a depthwise multiplier and 1x1-conv classifier (v1), SE convs
-# with biases (v3_small), keras conventions' uneven pads and except-first expansion.
+# with biases (v3_small), keras conventions' uneven pads and except-first expansion,
+# the layer units (mixed convs' groups, CondConv kernels and the routing layer
+# stored after them).
 PT_CASES = [
     ("v1", ("depth_multiplier=2", "width_multiplier=0.5")),
     ("v3_small", ()),
     ("v2", ("conventions=keras_applications", "resolution=161")),
+    ("../examples/layer_units", ("resolution=96",)),
 ]
 
 
@@ -188,8 +191,8 @@ def test_refuses_keras_file_of_another_width(v2_files, tmp_path, capsys):
     target = tmp_path / "out.pt"
     code, err = weights_command(capsys, "v2", h5, target, "width_multiplier=0.5")
     assert code == 2
-    assert "layer 0 'Conv1'" in err and "(3, 3, 3, 32)" in err
-    assert "(3, 3, 3, 16)" in err
+    assert "'Conv1/0' has shape (3, 3, 3, 32)" in err  # layer Conv1's kernel
+    assert "the spec needs (3, 3, 3, 16)" in err
     assert not target.exists()
 
 
@@ -213,7 +216,6 @@ def test_refuses_truncated_and_extended_state_dicts(v2_files, tmp_path, capsys):
 def test_refuses_bad_arguments(v2_files, tmp_path, capsys):
     pt, h5 = v2_files
     cases = [
-        (pt, tmp_path / "x.pt", "one PyTorch file"),
         (pt, tmp_path / "x.h5", "*.weights.h5"),
         (tmp_path / "missing.pt", tmp_path / "x.weights.h5", "file not found"),
         (pt, tmp_path / "x.npz", "unknown file type"),
@@ -234,15 +236,18 @@ def test_refuses_bad_arguments(v2_files, tmp_path, capsys):
 
 
 def test_missing_framework_names_the_extra(v2_files, tmp_path, capsys, monkeypatch):
+    """Only a pickled file needs torch (to unpickle it, or to write a .pt)."""
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util,
         "find_spec",
-        lambda name, *a: None if name == "keras" else real(name, *a),
+        lambda name, *a: None if name == "torch" else real(name, *a),
     )
-    pt, _ = v2_files
+    pt, h5 = v2_files
     code, err = weights_command(capsys, "v2", pt, tmp_path / "x.weights.h5")
     assert code == 2
-    assert "needs keras" in err and "pip install 'mbcompile[keras]'" in err
+    assert "needs torch" in err and "pip install 'mbcompile[torch]'" in err
+    code, err = weights_command(capsys, "v2", h5, tmp_path / "x.safetensors")
+    assert code == 0, err

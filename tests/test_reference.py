@@ -4,10 +4,13 @@ cost model agrees with both frameworks' own counts for every spec we ship.
 The expected numbers were measured from torchvision 0.28.0 and keras 3.15.1
 (see tests/reference/README.md), independently of mbcompile. The framework counts
 come from the generated models themselves: parameters and buffers as each framework
-holds them, MACs from forward hooks (PyTorch) and from layer output shapes (Keras).
+holds them, MACs from forward hooks (PyTorch) and from layer and op output shapes
+(Keras).
 """
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
@@ -56,7 +59,8 @@ def ours(graph) -> tuple[int, int, int]:
 
 def torch_counts(model, input_shape) -> tuple[int, int, int]:
     """(trainable, BN statistics, MACs): parameters and buffers as torch holds them,
-    MACs from forward hooks on every Conv2d and Linear."""
+    MACs from forward hooks on every Conv2d and Linear, and on the generated
+    CondConv2d and BlurPool2d, which convolve with F.conv2d."""
     import torch
 
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -71,13 +75,21 @@ def torch_counts(model, input_shape) -> tuple[int, int, int]:
         if isinstance(module, torch.nn.Conv2d):
             k = module.weight[0].numel()  # (in / groups) * kh * kw
             counted.append(output.numel() * k)
-        else:
+        elif isinstance(module, torch.nn.Linear):
             counted.append(module.in_features * module.out_features * output.shape[0])
+        elif type(module).__name__ == "CondConv2d":
+            # F.conv2d with each sample's kernel, (in / groups) * kh * kw per output
+            # element, plus mixing that kernel (routing @ weight: experts x size)
+            per_output = module.weight.shape[1] // module.out_channels
+            counted.append(output.numel() * per_output + module.weight.numel())
+        else:  # BlurPool2d: a fixed depthwise F.conv2d, its filter's taps per output
+            counted.append(output.numel() * module.filt.numel())
 
     handles = [
         module.register_forward_hook(hook)
         for module in model.modules()
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))
+        or type(module).__name__ in ("CondConv2d", "BlurPool2d")
     ]
     model.eval()
     with torch.no_grad():
@@ -103,7 +115,38 @@ def keras_counts(model) -> tuple[int, int, int]:
             # Conv2D (kh, kw, in, out), DepthwiseConv2D (kh, kw, C, m), Dense (in, out):
             # every kernel entry is one multiply-accumulate per output position.
             counted += out_positions * kernel.size
+    # Convolutions written with keras.ops rather than layers: anti-aliasing's blur
+    # (a constant depthwise kernel) and CondConv's per-sample kernels (a 1x1 conv as
+    # an einsum, a depthwise one as a product per tap; mixing them is its Dense).
+    for op in model.operations:
+        kind, node = type(op).__name__, op._inbound_nodes[0]
+        if kind == "DepthwiseConv":
+            kh, kw = node.arguments.args[1].shape[:2]
+            counted += _elements(op.output) * kh * kw
+        elif kind == "Einsum":  # every index's size, once per sample
+            sizes = {}
+            inputs, _ = op.subscripts.split("->")
+            for letters, tensor in zip(
+                inputs.split(","), node.input_tensors, strict=True
+            ):
+                sizes.update(zip(letters, (d or 1 for d in tensor.shape), strict=True))
+            counted += math.prod(sizes.values())
+        elif kind == "Multiply" and any(map(_per_sample_kernel, node.input_tensors)):
+            counted += _elements(op.output)
     return trainable, statistics, counted
+
+
+def _elements(tensor) -> int:
+    return math.prod(tensor.shape[1:])
+
+
+def _per_sample_kernel(tensor) -> bool:
+    """Whether `tensor` is a Dense layer's output reshaped, transposed or sliced:
+    a kernel computed per sample (CondConv's), so a product with it is a conv tap."""
+    op = tensor._keras_history.operation
+    while type(op).__name__ in ("Reshape", "Transpose", "GetItem"):
+        op = op._inbound_nodes[0].input_tensors[0]._keras_history.operation
+    return type(op).__name__ == "Dense"
 
 
 @pytest.mark.parametrize(("label", "path", "sets"), CASES, ids=[c[0] for c in CASES])

@@ -49,8 +49,8 @@ RESOLUTION = 64  # small maps (2 x 2 at the end) make Bessel's correction visibl
 
 CASES = [
     ("v1", None),
-    ("v2", None),
-    ("v3_large", None),
+    pytest.param("v2", None, marks=pytest.mark.slow),  # its blocks: v3's without SE
+    pytest.param("v3_large", None, marks=pytest.mark.slow),  # v3_small's, wider
     ("v3_small", None),
     ("v3_small", "keras_applications"),
 ]
@@ -102,7 +102,9 @@ def sgd_step_keras(model, images, labels):
 
 
 @pytest.mark.parametrize(
-    "name,conventions", CASES, ids=[f"{n}-{c or 'default'}" for n, c in CASES]
+    "name,conventions",
+    CASES,
+    ids=[f"{n}-{c or 'default'}" for n, c in (getattr(x, "values", x) for x in CASES)],
 )
 def test_one_sgd_step_agrees(name, conventions, tmp_path, worst_differences):
     overrides = [f"resolution={RESOLUTION}", "head.dropout=0"]

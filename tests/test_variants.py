@@ -42,11 +42,16 @@ head:
 """
 
 
+def spec_file(tmp_path, name: str, text: str):
+    """A spec given as YAML text, written to NAME.yaml for the compiler to read."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
 @pytest.fixture
 def all_options(tmp_path):
-    path = tmp_path / "all_options.yaml"
-    path.write_text(ALL_OPTIONS)
-    return path
+    return spec_file(tmp_path, "all_options", ALL_OPTIONS)
 
 
 @pytest.mark.parametrize(
@@ -55,9 +60,15 @@ def all_options(tmp_path):
     ids=["torchvision", "keras_applications-r65"],
 )
 def test_all_row_options_agree(all_options, tmp_path, overrides, worst_differences):
-    _, got_torch, got_keras = outputs(all_options, tmp_path, overrides)
+    assert_backends_agree(all_options, tmp_path, overrides, worst_differences)
+
+
+def assert_backends_agree(spec, tmp_path, overrides, worst_differences) -> None:
+    """The spec's PyTorch and Keras models compute the same outputs (the PyTorch
+    model's random weights ported to Keras)."""
+    _, got_torch, got_keras = outputs(spec, tmp_path, overrides)
     diff = worst_difference(got_torch, got_keras)
-    worst_differences.append((f"all_options {overrides}", diff))
+    worst_differences.append((f"{spec.stem} {overrides}", diff))
     assert diff <= TOLERANCE
 
 
@@ -208,7 +219,8 @@ def test_errors_teach_for_new_keys(tmp_path):
         "11: stages[3]: a row with dilation > 1 needs s: 1",
         "12: stages[4].block: unknown block type; expected one of depthwise_separable, "
         "inverted_residual, bneck, fused_inverted_residual, "
-        "universal_inverted_residual, mobile_attention, conv_bn_act",
+        "universal_inverted_residual, mobile_attention, conv_bn_act, "
+        "cond_conv_residual",
         "13: head: pool: none needs include_top: false (logits need pooling)",
         "14: incude_top: unknown key 'incude_top' — did you mean 'include_top'?",
     ]
@@ -270,19 +282,14 @@ head:
     ids=["timm", "tf-same", "torchvision-layout", "folded-dilated"],
 )
 def test_modern_options_agree(tmp_path, overrides, worst_differences):
-    path = tmp_path / "modern_options.yaml"
-    path.write_text(MODERN_OPTIONS)
-    _, got_torch, got_keras = outputs(path, tmp_path, overrides)
-    diff = worst_difference(got_torch, got_keras)
-    worst_differences.append((f"modern_options {overrides}", diff))
-    assert diff <= TOLERANCE
+    path = spec_file(tmp_path, "modern_options", MODERN_OPTIONS)
+    assert_backends_agree(path, tmp_path, overrides, worst_differences)
 
 
 def test_modern_options_reach_the_ir(tmp_path):
     from reference_models import import_timm
 
-    path = tmp_path / "modern_options.yaml"
-    path.write_text(MODERN_OPTIONS)
+    path = spec_file(tmp_path, "modern_options", MODERN_OPTIONS)
     loaded, graph = compiler.load_and_expand(path)
     rows = [b for b in graph.blocks if b.role == "stage"]
     by_row: dict[tuple, list] = {}
@@ -311,3 +318,120 @@ def test_modern_options_reach_the_ir(tmp_path):
         residual = getattr(block.params, "residual", False)
         rate = 0.3 * index / len(rows) if residual else 0.0
         assert getattr(block.params, "drop_path", 0.0) == pytest.approx(rate)
+
+
+# The block options of timm's EfficientNetV2/X/H, FBNetV3 and pruned models, outside
+# timm's conventions: space-to-depth (on an odd 33x33 map: its 2x2 conv pads the
+# bottom/right) and the region it starts (4x widths, the next strided row neither
+# strides nor expands as much), squeeze-excite in fused rows (on a single conv
+# too), absolute squeeze widths (se_c), the squeeze activation taken from each
+# block, conv-bn-act rows with a shortcut and stochastic depth, a hidden layer
+# without bias and widths rounded without the 90% rule.
+BLOCK_OPTIONS = """
+name: block_options
+family: efficientnet
+resolution: 66
+num_classes: 10
+round_limit: 0.0
+conventions: torchvision
+squeeze_excite: {act: block, gate: sigmoid, width_from: input}
+drop_path_rate: 0.2
+stem: {c: 16, k: 3, s: 2, act: swish}
+block: inverted_residual
+stages:
+  - {block: depthwise_separable, c: 12, n: 2, s2d: true, se: true, pw_act: false, residual: true, act: relu}
+  - {block: fused_inverted_residual, t: 4, c: 20, n: 2, s: 2, se: true, act: hardswish}
+  - {block: fused_inverted_residual, t: 1, c: 20, expand: false, se: true, se_c: 6, act: relu}
+  - {block: conv_bn_act, c: 20, n: 2, residual: true, act: relu6}
+  - {block: conv_bn_act, c: 24, s: 2, residual: true, act: swish}
+  - {t: 3, c: 24, se: true, se_c: 10, act: swish}
+  - {block: bneck, k: 5, exp: 72, c: 32, se: true, se_c: 12, act: hardswish, s: 2}
+  - {block: depthwise_separable, c: 40, k: 5, se: true, se_c: 8, act: relu}
+head:
+  hidden: {c: 64, act: hardswish, bias: false}
+  dropout: 0.1
+"""
+
+
+@pytest.fixture
+def block_options(tmp_path):
+    return spec_file(tmp_path, "block_options", BLOCK_OPTIONS)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["conventions=keras_applications", "resolution=67"],
+        ["conventions=timm", "conventions.stride2_padding=same"],
+        ["conventions=timm", "fold_batch_norm=true"],
+    ],
+    ids=["torchvision", "keras_applications-r67", "timm-same", "timm-folded"],
+)
+def test_block_options_agree(block_options, tmp_path, overrides, worst_differences):
+    assert_backends_agree(block_options, tmp_path, overrides, worst_differences)
+
+
+def test_block_options_reach_the_ir(block_options):
+    """Each option's decision, against values worked out by hand from timm's rules."""
+    _, graph = compiler.load_and_expand(block_options)
+    rows = [b for b in graph.blocks if b.role == "stage"]
+    s2d, in_region, region_end, fused_t6 = (b.params for b in rows[:4])
+    # Space-to-depth on the stem's 33x33: a 2x2 stride-2 conv padded (0, 1) as
+    # TensorFlow's SAME, 16 -> 64 channels; the 3x3 depthwise becomes 2x2, SAME.
+    assert (s2d.s2d.kernel, s2d.s2d.stride, s2d.s2d.pad) == (2, 2, (0, 1, 0, 1))
+    assert (s2d.dw.kernel, s2d.dw.stride, s2d.dw.pad) == (2, 1, (0, 1, 0, 1))
+    assert graph.node("features.1.s2d.conv")["attrs"]["out_c"] == 64
+    assert rows[0].out_shape == (4 * 16, 17, 17)  # c 12 rounds to 16, then x4
+    # A quarter of the input's 16 (timm's ratio / 4 of 4x the input), rounded as
+    # torchvision rounds: make_divisible(4, 8) = 8.
+    assert s2d.se.squeeze_c == 8
+    assert not s2d.residual and in_region.s2d is None and in_region.residual
+    # The next strided row ends the region: stride 1, expansion 4 / 4 of 64.
+    assert (region_end.conv.stride, region_end.exp_c, region_end.out_c) == (1, 64, 24)
+    assert region_end.se.squeeze_c == 16 and region_end.se.act == "hardswish"
+    assert (fused_t6.conv.stride, fused_t6.exp_c) == (1, 96)  # 24 * 4: as the row
+    single = rows[4].params  # one 3x3 conv, its squeeze-excite on its output
+    assert (single.expand, single.se.squeeze_c, single.se.act) == (False, 6, "relu")
+    residual_conv, plain_conv = rows[5].params, rows[7].params
+    assert residual_conv.residual and residual_conv.drop_path == pytest.approx(
+        0.2 * 5 / len(rows)
+    )
+    assert not plain_conv.residual and plain_conv.drop_path == 0.0  # stride 2
+    assert [b.params.se.squeeze_c for b in rows[8:]] == [10, 12, 8]
+    hidden = graph.node("classifier.hidden")["attrs"]
+    assert (hidden["bias"], hidden["out_f"]) == (False, 64)
+
+
+def test_block_option_errors(tmp_path):
+    lines = _errors(
+        tmp_path,
+        """\
+        name: bad
+        family: efficientnet
+        resolution: 64
+        num_classes: 10
+        conventions: timm
+        squeeze_excite: {act: blocks}
+        stem: {c: 16}
+        stages:
+          - {block: depthwise_separable, c: 16, s: 2, s2d: true}
+          - {block: inverted_residual, t: 4, c: 24, se_c: 8}
+          - {block: inverted_residual, t: 4, c: 24, se: true, se_ratio: 0.5, se_c: 8}
+          - {block: conv_bn_act, c: 24, residual: 1}
+        head: {hidden: {c: 64, bias: 0}}
+        round_limit: 1.5
+        """,
+    )
+    assert lines == [
+        "6: squeeze_excite.act: unknown activation 'blocks'; expected one of relu, "
+        "relu6, hardswish, hardsigmoid, swish, gelu, gelu_tanh, sigmoid, identity, or "
+        "block (the activation of the block it sits in)",
+        "9: stages[0]: s2d (space-to-depth) halves the resolution itself; the row "
+        "needs s: 1",
+        "10: stages[1]: se_c (squeeze-excite channels) needs se: true",
+        "11: stages[2]: give se_ratio or se_c (squeeze-excite channels), not both",
+        "12: stages[3].residual: Input should be a valid boolean",
+        "13: head.hidden.bias: Input should be a valid boolean",
+        "14: round_limit: Input should be less than or equal to 1",
+    ]
