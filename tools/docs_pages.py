@@ -177,16 +177,22 @@ FALLBACK_EXAMPLES: dict[tuple[str, str], Any] = {
     ("spec", "output_stride"): 16,
     ("spec", "drop_path_rate"): 0.2,
     ("depthwise_separable", "dilation"): 2,
+    ("depthwise_separable", "group_size"): 8,
     ("depthwise_separable", "se_ratio"): 0.5,
     ("inverted_residual", "exp"): 96,
     ("inverted_residual", "se_ratio"): 0.5,
     ("inverted_residual", "dilation"): 2,
+    ("inverted_residual", "group_size"): 8,
     ("bneck", "n"): 2,
     ("bneck", "se_ratio"): 0.5,
     ("bneck", "dilation"): 2,
     ("bneck", "residual"): False,
     ("bneck", "expand"): True,
+    ("bneck", "group_size"): 8,
+    ("bneck", "se_c"): 16,
     ("fused_inverted_residual", "exp"): 96,
+    ("fused_inverted_residual", "se_ratio"): 0.5,
+    ("fused_inverted_residual", "se_c"): 16,
     ("fused_inverted_residual", "dilation"): 2,
     ("fused_inverted_residual", "residual"): False,
     ("fused_inverted_residual", "expand"): True,
@@ -194,6 +200,8 @@ FALLBACK_EXAMPLES: dict[tuple[str, str], Any] = {
     ("universal_inverted_residual", "exp"): 96,
     ("universal_inverted_residual", "stride_on"): "start",
     ("universal_inverted_residual", "residual"): False,
+    ("universal_inverted_residual", "group_size"): 8,
+    ("conv_bn_act", "group_size"): 8,
     ("mobile_attention", "value_dim"): 32,
     ("mobile_attention", "k"): 5,
     ("mobile_attention", "query_stride"): 2,
@@ -202,6 +210,10 @@ FALLBACK_EXAMPLES: dict[tuple[str, str], Any] = {
     ("mobile_attention", "residual"): False,
     ("conv_bn_act", "n"): 2,
     ("conv_bn_act", "dilation"): 2,
+    ("cond_conv_residual", "exp"): 96,
+    ("cond_conv_residual", "se_ratio"): 0.5,
+    ("cond_conv_residual", "dilation"): 2,
+    ("cond_conv_residual", "residual"): False,
 }
 
 
@@ -377,6 +389,7 @@ DRAWN_ROWS = {
     "universal_inverted_residual": {"start": 3, "k": 5, "t": 4, "c": 32},
     "mobile_attention": {"heads": 4, "key_dim": 16, "kv_stride": 2, "c": 32},
     "conv_bn_act": {"c": 32},
+    "cond_conv_residual": {"experts": 4, "t": 6, "c": 32},
 }
 
 
