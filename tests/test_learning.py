@@ -4,10 +4,10 @@ The generated MobileNetV3-Small at width 0.5 and 64x64 with ten classes is train
 from its own initialisation on the synthetic shapes-and-colours task of
 tests/synthetic_task.py (500 steps of 64 images, the same recipe in PyTorch and in
 Keras) and must reach 90% on the held-out images. The trained models are then
-quantized after training to int8 (tests/int8.py): PyTorch through PT2E and
-ExecuTorch's XNNPACK backend, Keras through TFLite full-integer conversion; each
-int8 model, run by its runtime, must stay within one point of its float model's
-held-out accuracy.
+quantized after training to int8: PyTorch through PT2E and ExecuTorch's XNNPACK
+backend (tests/int8.py), Keras through `mbcompile export --int8` (TFLite
+full-integer, as a user deploys it); each int8 model, run by its runtime, must stay
+within one point of its float model's held-out accuracy.
 
 The spec is compiled with `conventions.bn_momentum=0.1` (PyTorch's default, timm's):
 torchvision's 0.01 averages batch-norm statistics over ~100 steps, made for its
@@ -24,12 +24,12 @@ from int8 import (
     ExecuTorchModel,
     TFLiteModel,
     pt2e_quantize,
-    tflite_int8,
     tflite_ops,
     xnnpack_program,
 )
 from synthetic_task import Task, accuracy, predict_keras, predict_torch
 
+from helpers import run_cli
 from mbcompile import compiler
 
 LEARNED = 0.90  # held-out accuracy a trained float model must reach
@@ -146,10 +146,25 @@ def test_torch_int8_pt2e_on_xnnpack(task, torch_trained, figures):
     )
 
 
-def test_tflite_full_integer(task, keras_trained, figures):
+def test_tflite_full_integer(task, keras_trained, figures, tmp_path):
+    """`mbcompile export --int8` of the trained Keras weights, as a user deploys
+    them: the command itself refuses a file whose top-1 class agrees with the float
+    model's on under 99% of the calibration images."""
     model, _ = keras_trained
-    nhwc = [x.transpose(0, 2, 3, 1) for x in calibration(task)]
-    flatbuffer = tflite_int8(model, nhwc)
+    weights, images = tmp_path / "trained.weights.h5", tmp_path / "calibration.npy"
+    model.save_weights(weights)
+    np.save(images, np.concatenate(calibration(task)))
+    path = tmp_path / "int8.tflite"
+    argv = (
+        ["export", task_module.SPEC, "--weights", weights, "--format", "tflite",
+         "--int8", "--calibration", images, "--batch", BATCH, "-o", path]
+        + [arg for value in (*task_module.OVERRIDES, "num_classes=10")
+           for arg in ("--set", value)]
+    )  # fmt: skip
+    code, out, err = run_cli([str(arg) for arg in argv])
+    assert code == 0, err
+    (agreement,) = [line for line in out.splitlines() if "top-1 agreement" in line]
+    flatbuffer = path.read_bytes()
     counts = graph_counts()
     ops = tflite_ops(flatbuffer)
     # Each hard-swish is one fused HARD_SWISH kernel, not x * relu6(x + 3) / 6 in
@@ -176,7 +191,10 @@ def test_tflite_full_integer(task, keras_trained, figures):
     )
     float_accuracy = accuracy(predict_keras(model, task.test_x), task.test_y)
     int8_accuracy = accuracy(logits, task.test_y)
-    figures.append(f"int8: TFLite {int8_accuracy:.1%}, float {float_accuracy:.1%}")
+    figures.append(
+        f"int8: TFLite {int8_accuracy:.1%}, float {float_accuracy:.1%} "
+        f"(mbcompile export: {agreement.strip()})"
+    )
     assert abs(int8_accuracy - float_accuracy) <= INT8_LOSS, (
         float_accuracy,
         int8_accuracy,
