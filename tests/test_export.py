@@ -78,15 +78,13 @@ CASES = [(SPECS / f"{name}.yaml", ()) for name in CANONICAL] + TIMM + EXAMPLES
 CASE_IDS = [
     p.stem if p.parent == SPECS else f"{p.parent.name}/{p.stem}" for p, _ in CASES
 ]
-# The default run exports one canonical spec, timm's attention (Mobile MQA) and a
-# backbone with named feature outputs in every format; `pytest -m slow` exports the
-# rest (tests/test_export_command.py also exports timm's mobilenetv4_conv_small and a
-# canonical spec to every format through `mbcompile export`).
-DEFAULT_CASES = (
-    "v3_small",
-    "timm/mobilenetv4_hybrid_medium",
-    "examples/detection_backbone",
-)
+# The default run exports one canonical spec and a backbone with named feature
+# outputs in every format; `pytest -m slow` exports the rest. Also in the default
+# run: tests/test_export_command.py exports timm's mobilenetv4_conv_small and a
+# canonical spec to every format through `mbcompile export`, and
+# tests/test_mobilenetv5.py a tiny MobileNetV5 (Mobile MQA with downsampled keys and
+# values, RMSNorm, the fusion neck) to ONNX, TorchScript, .keras and TFLite.
+DEFAULT_CASES = ("v3_small", "examples/detection_backbone")
 CASE_PARAMS = [
     pytest.param(c, id=i, marks=() if i in DEFAULT_CASES else (pytest.mark.slow,))
     for c, i in zip(CASES, CASE_IDS, strict=True)
