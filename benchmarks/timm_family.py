@@ -150,6 +150,9 @@ def row(result: timm_family.Comparison, family: str) -> str:
     )
 
 
+FLOAT64_COLUMNS = ("timm float32", "keras float32", "torch float64", "keras float64")
+
+
 def document(results, families, missing, args, total: int) -> str:
     import torch
 
@@ -202,6 +205,28 @@ def document(results, families, missing, args, total: int) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|---|",
         *(row(r, families[r.name]) for r in results),
     ]
+    rounding = [r for r in results if r.float64]
+    if rounding:
+        lines += [
+            "",
+            "## Float32 differences",
+            "",
+            "The models whose logits differ over the tolerance, run again with the "
+            "same weights in float64: each column is the difference from timm's "
+            "float64 logits, measured as above (`tests/timm_family.py`'s "
+            "`float64_differences`; `pytest -m timm_family -k rounding`). Equal in "
+            "float64 means the spec computes timm's function and the float32 "
+            "difference is rounding, of the size of timm's own.",
+            "",
+            "| model | timm float32 | keras float32 | torch float64 | keras float64 |",
+            "|---|---:|---:|---:|---:|",
+            *(
+                f"| `{r.name}` | "
+                + " | ".join(f"{r.float64[k]:.1e}" for k in FLOAT64_COLUMNS)
+                + " |"
+                for r in rounding
+            ),
+        ]
     if missing:
         lines += [
             "",
@@ -251,6 +276,11 @@ def main(argv=None) -> int:
             except Exception as exc:  # recorded as a difference; the run goes on
                 result = timm_family.Comparison(name, 0)
                 result.problems.append(f"error: {type(exc).__name__}: {exc}")
+            if result.problems and all("logits differ" in m for m in result.problems):
+                # Rounding or a wrong function? The same weights in float64.
+                result.float64 = timm_family.float64_differences(
+                    name, workdir, resolution=args.resolution
+                )
             results.append(result)
             print(
                 f"[{i}/{len(names)}] {name}: {result.verdict} "

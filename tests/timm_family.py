@@ -75,6 +75,8 @@ class Comparison:
     torch_diff: float | None = None
     keras_diff: float | None = None
     problems: list[str] = field(default_factory=list)
+    # float64_differences' figures, for a float32 difference looked into
+    float64: dict[str, float] | None = None
 
     @property
     def exact(self) -> bool:
@@ -137,15 +139,11 @@ def compare(
     result.logit_resolution = resolution
     at = [*overrides, f"resolution={resolution}"]
     _, graph = compiler.load_and_expand(path, at)
-    reference = create(name)
-    rng = np.random.default_rng(seed)
-    calibration = rng.standard_normal((CALIBRATION_BATCH, 3, resolution, resolution))
-    randomize_torch(reference, calibration.astype(np.float32), seed=seed)
+    reference, images = _randomized(name, resolution, seed)
     state = reference.state_dict()
     ours_torch = _check_state_dict(result, graph, state, workdir, meta=False)
     if ours_torch is None:
         return result
-    images = rng.standard_normal((2, 3, resolution, resolution)).astype(np.float32)
     want = run_torch(reference, images)
     result.torch_diff = difference(want, run_torch(ours_torch, images))
     if result.torch_diff > TOLERANCE:
@@ -155,6 +153,58 @@ def compare(
         if result.keras_diff > TOLERANCE:
             result.problems.append(f"keras logits differ by {result.keras_diff:.3g}")
     return result
+
+
+def _randomized(name: str, resolution: int, seed: int):
+    """timm's NAME with random weights and batch-norm statistics measured on
+    random images, and two other random images to compare logits on."""
+    reference = create(name)
+    rng = np.random.default_rng(seed)
+    calibration = rng.standard_normal((CALIBRATION_BATCH, 3, resolution, resolution))
+    randomize_torch(reference, calibration.astype(np.float32), seed=seed)
+    images = rng.standard_normal((2, 3, resolution, resolution)).astype(np.float32)
+    return reference, images
+
+
+def float64_differences(
+    name: str, workdir: Path, resolution: int = LOGIT_RESOLUTION, seed: int = 7
+) -> dict[str, float]:
+    """Where `compare` finds a float32 difference, whether it is rounding: timm's
+    model and both generated ones (the same weights as `compare` gives them) in
+    float64 and in float32, each compared with timm's float64 logits."""
+    import keras
+    import torch
+
+    path = spec_path(name)
+    _, graph = compiler.load_and_expand(path, [f"resolution={resolution}"])
+    reference, images = _randomized(name, resolution, seed)
+    state = reference.state_dict()
+    ours = _check_state_dict(Comparison(name, resolution), graph, state, workdir, False)
+    source = compiler.generate(graph, "keras")
+    keras32 = import_source(source, workdir, "keras32").build_model()
+    at = (f"resolution={resolution}",)
+    keras32.load_weights(_converted(path, at, state, workdir))
+    x64 = images.astype(np.float64)
+    with torch.no_grad():
+        exact = reference.double()(torch.from_numpy(x64)).numpy()
+        ours64 = ours.double().eval()(torch.from_numpy(x64)).numpy()
+    reference.float()
+    figures = {
+        "timm float32": difference(exact, run_torch(reference, images)),
+        "keras float32": difference(exact, run_keras(keras32, images)),
+        "torch float64": difference(exact, ours64),
+    }
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float64")
+    try:
+        keras64 = import_source(source, workdir, "keras64").build_model()
+        keras64.set_weights([w.astype(np.float64) for w in keras32.get_weights()])
+        nhwc = x64.transpose(0, 2, 3, 1)
+        figures["keras float64"] = difference(exact, keras64(nhwc, training=False))
+    finally:
+        keras.config.set_dtype_policy(policy)
+        keras.backend.clear_session()
+    return figures
 
 
 def _check_state_dict(result: Comparison, graph, state: dict, workdir, meta: bool):
@@ -194,6 +244,19 @@ def _keras_difference(path, overrides, state, images, want, workdir) -> float:
     """Logits of the generated Keras model given timm's weights by `mbcompile
     weights`, as a difference from `want`."""
     import keras
+
+    _, graph = compiler.load_and_expand(path, list(overrides))
+    module = import_source(compiler.generate(graph, "keras"), workdir, "keras")
+    model = module.build_model()
+    model.load_weights(_converted(path, overrides, state, workdir))
+    diff = difference(want, run_keras(model, images))
+    del model
+    keras.backend.clear_session()
+    return diff
+
+
+def _converted(path, overrides, state, workdir) -> Path:
+    """timm's `state` as a Keras weights file, converted by `mbcompile weights`."""
     import torch
 
     weights, converted = workdir / "timm.pt", workdir / "timm.weights.h5"
@@ -201,11 +264,4 @@ def _keras_difference(path, overrides, state, images, want, workdir) -> float:
     argv = ["weights", path, *(f"--set={o}" for o in overrides)]
     code, _, err = run_cli([*argv, "--from", weights, "--to", converted])
     assert code == 0, err
-    _, graph = compiler.load_and_expand(path, list(overrides))
-    module = import_source(compiler.generate(graph, "keras"), workdir, "keras")
-    model = module.build_model()
-    model.load_weights(converted)
-    diff = difference(want, run_keras(model, images))
-    del model
-    keras.backend.clear_session()
-    return diff
+    return converted
