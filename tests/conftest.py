@@ -7,6 +7,13 @@ import signal
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# Under pytest-xdist two workers share the two cores, and torch's OpenMP threads (as
+# many as cores, per worker) spin against each other and against TensorFlow's: the
+# learning test's PyTorch training took 351 s there, against 126 s on one thread on
+# a quiet machine. One OpenMP thread per worker; TensorFlow keeps its own pool (its
+# thread count changes the Keras training's float rounding, and so its outcome).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 
@@ -50,9 +57,22 @@ def figures():
 ON_DEMAND = ("slow", "timm_family")
 
 
-# The longest files first: with two workers taking whole files (--dist loadfile),
+# The longest files first (by their measured time in the default run): with two
+# workers taking whole files in collection order (addopts: --dist loadfile
+# --no-loadscope-reorder; xdist would otherwise start the files with the most tests),
 # a long file started last would run alone at the end.
-FIRST = ("test_learning.py", "test_keras_backends.py", "test_export_command.py")
+FIRST = (
+    "test_learning.py",
+    "test_export_command.py",
+    "test_timm.py",
+    "test_outputs.py",
+    "test_precommit.py",
+    "test_checkpoints.py",
+    "test_keras_backends.py",
+    "test_docs.py",
+    "test_keras_applications.py",
+    "test_export.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):
