@@ -17,7 +17,10 @@ Bound: on logits, 1e-5 * max(1, max |logit|) between every two backends, ten tim
 stricter than the suite's TOLERANCE for comparisons across frameworks: here the code
 and the weights are identical and only the backends' kernels differ. The example's
 feature maps (no logits; larger values summed over more terms) are held to the
-suite's TOLERANCE: the worst seen is 1.03e-5 (stride32, jax vs torch).
+suite's TOLERANCE: the worst seen is 1.03e-5 (stride32, jax vs torch); so are
+MobileNetV4-Hybrid-M's logits at 128 px (1.5e-5 measured; at its own 256 px the
+TensorFlow and torch backends differed by 0.9e-5 or 1.01e-5 depending on torch's
+thread count alone, so no bound near 1e-5 holds for attention without chance).
 """
 
 from __future__ import annotations
@@ -45,18 +48,20 @@ from helpers import (
 
 BACKENDS = ("tensorflow", "jax", "torch")
 LOGITS_BOUND = 1e-5  # see the module docstring
+# Logits held to TOLERANCE instead (the module docstring says why).
+TOLERANCE_LOGITS = {"mobilenetv4_hybrid_medium-resolution=128"}
 CHILD = Path(__file__).with_name("keras_backend_child.py")
 CHILD_TIMEOUT = 900  # seconds; a hung backend fails the test instead of CI
 
 # Each case is built and traced by every backend (JAX compiles it), so they are kept
 # few and small: V1 (keras.applications' padding and layout), V3-Small (squeeze-
-# excite, hard activations), the timm models at their own resolution or smaller.
+# excite, hard activations), the timm models at 128 px or smaller.
 CASES = [
     (SPECS / "v1.yaml", ("resolution=128",)),
     (SPECS / "v3_small.yaml", ("resolution=128",)),
     (ROOT / "examples" / "detection_backbone.yaml", ("resolution=128",)),
     (ROOT / "examples" / "layer_units.yaml", ()),
-    (SPECS / "timm" / "mobilenetv4_hybrid_medium.yaml", ()),
+    (SPECS / "timm" / "mobilenetv4_hybrid_medium.yaml", ("resolution=128",)),
     (SPECS / "timm" / "test_efficientnet_gn.yaml", ("resolution=64",)),
     (
         SPECS / "timm" / "test_efficientnet_evos.yaml",
@@ -119,7 +124,8 @@ def test_backends_agree(backend_outputs, index, worst_differences, figures):
     worst = 0.0
     for key in keys:
         # The child names a single output (a classifier's) "logits".
-        bound = LOGITS_BOUND if key.endswith("/logits") else TOLERANCE
+        logits = key.endswith("/logits") and CASE_IDS[index] not in TOLERANCE_LOGITS
+        bound = LOGITS_BOUND if logits else TOLERANCE
         reference = backend_outputs["tensorflow"][key]
         # Outputs that are all ~0 would make the comparison meaningless.
         assert np.abs(reference).max() > 1e-2, key
