@@ -146,17 +146,14 @@ def test_torch_int8_pt2e_on_xnnpack(task, torch_trained, figures):
     )
 
 
-def test_tflite_full_integer(task, keras_trained, figures, tmp_path):
-    """`mbcompile export --int8` of the trained Keras weights, as a user deploys
-    them: the command itself refuses a file whose top-1 class agrees with the float
-    model's on under 99% of the calibration images."""
-    model, _ = keras_trained
-    weights, images = tmp_path / "trained.weights.h5", tmp_path / "calibration.npy"
-    model.save_weights(weights)
+def export_int8(task: Task, weights, fmt: str, path) -> str:
+    """`mbcompile export --int8` of trained `weights` to `path`, calibrated on
+    training images; the command's top-1 agreement line (it refuses a file under
+    99%)."""
+    images = path.with_name("calibration.npy")
     np.save(images, np.concatenate(calibration(task)))
-    path = tmp_path / "int8.tflite"
     argv = (
-        ["export", task_module.SPEC, "--weights", weights, "--format", "tflite",
+        ["export", task_module.SPEC, "--weights", weights, "--format", fmt,
          "--int8", "--calibration", images, "--batch", BATCH, "-o", path]
         + [arg for value in (*task_module.OVERRIDES, "num_classes=10")
            for arg in ("--set", value)]
@@ -164,6 +161,32 @@ def test_tflite_full_integer(task, keras_trained, figures, tmp_path):
     code, out, err = run_cli([str(arg) for arg in argv])
     assert code == 0, err
     (agreement,) = [line for line in out.splitlines() if "top-1 agreement" in line]
+    return agreement.strip()
+
+
+@pytest.mark.slow
+def test_executorch_int8_export(task, torch_trained, figures, tmp_path):
+    """`mbcompile export --format executorch --int8` of the trained PyTorch
+    weights (PT2E, XNNPACK) agrees with the float model on 99% of the
+    calibration images, or the command would refuse it."""
+    import torch
+
+    model, _ = torch_trained
+    weights = tmp_path / "trained.pt"
+    torch.save(model.state_dict(), weights)
+    agreement = export_int8(task, weights, "executorch", tmp_path / "int8.pte")
+    figures.append(f"int8: mbcompile export executorch: {agreement}")
+
+
+def test_tflite_full_integer(task, keras_trained, figures, tmp_path):
+    """`mbcompile export --int8` of the trained Keras weights, as a user deploys
+    them: the command itself refuses a file whose top-1 class agrees with the float
+    model's on under 99% of the calibration images."""
+    model, _ = keras_trained
+    weights = tmp_path / "trained.weights.h5"
+    model.save_weights(weights)
+    path = tmp_path / "int8.tflite"
+    agreement = export_int8(task, weights, "tflite", path)
     flatbuffer = path.read_bytes()
     counts = graph_counts()
     ops = tflite_ops(flatbuffer)
@@ -193,7 +216,7 @@ def test_tflite_full_integer(task, keras_trained, figures, tmp_path):
     int8_accuracy = accuracy(logits, task.test_y)
     figures.append(
         f"int8: TFLite {int8_accuracy:.1%}, float {float_accuracy:.1%} "
-        f"(mbcompile export: {agreement.strip()})"
+        f"(mbcompile export: {agreement})"
     )
     assert abs(int8_accuracy - float_accuracy) <= INT8_LOSS, (
         float_accuracy,
