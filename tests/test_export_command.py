@@ -277,6 +277,23 @@ def test_a_canonical_spec_exports_to_every_format(fmt, canonical, tmp_path):
     assert difference(want[:2], got) <= TOLERANCE
 
 
+def test_a_fixed_batch_larger_than_the_validation_images(canonical, tmp_path):
+    """--batch 6 with the 4 random validation images: the file is exported at batch
+    6 (the images repeated to fill it), and validated at that batch."""
+    weights, _, _ = canonical
+    path = tmp_path / "six.pt2"
+    code, out, err = export(
+        "v3_small", "--set", SMALL, "--weights", weights, "--format", "pt2",
+        "-o", path, "--batch", "6",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "(batch 6)" in out
+    import torch
+
+    module = torch.export.load(path).module()
+    assert module(torch.zeros(6, 3, 64, 64)).shape == (6, 1000)
+
+
 def test_fine_tuning_export(canonical, tmp_path):
     """A 10-class export of the 1000-class checkpoint says what it left
     initialised."""

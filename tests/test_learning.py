@@ -165,12 +165,6 @@ def export_int8(task: Task, weights, fmt: str, path) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: export --format executorch --int8 --batch 100 writes a .pte "
-    "of static batch 4 (the validation images' batch), then fails to run it on the "
-    "calibration batches of 100 (ExecuTorch: 'Attempted to resize a static tensor')",
-)
 def test_executorch_int8_export(task, torch_trained, figures, tmp_path):
     """`mbcompile export --format executorch --int8` of the trained PyTorch
     weights (PT2E, XNNPACK) agrees with the float model on 99% of the

@@ -155,7 +155,7 @@ def export(
     with tempfile.TemporaryDirectory(prefix="mbcompile-export-") as tmp:
         scratch = Path(tmp)
         with clock(f"exporting to {fmt.name}"), _framework(scratch, fmt):
-            example = validate.in_layout(images[: batches[0]], fmt)
+            example = validate.example(images, batches[0], fmt)
             artefact = fmt.produce(
                 built.model, example, _Run(options, calibration), metadata, scratch
             )

@@ -162,6 +162,13 @@ def _chunks(images: np.ndarray, batch: int):
         yield np.ascontiguousarray(chunk), keep
 
 
+def example(images: np.ndarray, batch: int, fmt: Format) -> np.ndarray:
+    """The images a file is traced or exported with: exactly `batch` of them (fewer
+    validation images than a fixed --batch are repeated), in the format's layout."""
+    chunk, _ = next(_chunks(images, batch))
+    return in_layout(chunk, fmt)
+
+
 def in_layout(chunk: np.ndarray, fmt: Format) -> np.ndarray:
     """NCHW images in the format's layout."""
     return (
