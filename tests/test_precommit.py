@@ -1,10 +1,12 @@
 """The pre-commit hooks of `.pre-commit-hooks.yaml`, end to end: a user's git
-repository (a temporary one), pre-commit installing mbcompile from this
-repository into its own environment, a stale generated file blocking the commit
-and a fresh one passing.
+repository (a temporary one) whose `.pre-commit-config.yaml` names this repository
+at its HEAD commit, as a user sets it up; pre-commit installs mbcompile from it
+into its own environment; a stale generated file blocks the commit and a fresh
+one passes.
 
-pre-commit builds its environment with pip (from the package registry, as for
-any hook), once per test session.
+pre-commit builds that environment with pip (from the package registry, as for
+any hook), once for the module: every test names the same repository and commit,
+so they share it (`pre-commit try-repo` would build one per call).
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def mbcompile(repo: Path, home: Path, *args: str):
 
 @pytest.fixture
 def user_repo(tmp_path, pre_commit_home) -> Path:
-    """A git repository with a spec, its config and the committed generated files."""
+    """A git repository with a spec, its config, the committed generated files and
+    a `.pre-commit-config.yaml` naming both hooks of this repository at HEAD."""
     repo = tmp_path / "app"
     (repo / "specs").mkdir(parents=True)
     shutil.copy(SPECS / "v1.yaml", repo / "specs" / "net.yaml")
@@ -57,6 +60,12 @@ def user_repo(tmp_path, pre_commit_home) -> Path:
         '[tool.mbcompile]\n[[tool.mbcompile.targets]]\nspec = "specs/*.yaml"\n'
     )
     home = pre_commit_home
+    rev = run(["git", "rev-parse", "HEAD"], ROOT, home, check=True).stdout.strip()
+    (repo / ".pre-commit-config.yaml").write_text(
+        f"repos:\n  - repo: {ROOT}\n    rev: {rev}\n    hooks:\n"
+        "      - id: mbcompile-check\n      - id: mbcompile-generate\n"
+        "        stages: [manual]\n"
+    )
     for args in (
         ["init", "-q"],
         ["config", "user.email", "dev@example.com"],
@@ -75,16 +84,16 @@ def make_stale(repo: Path, home: Path) -> None:
     git(repo, home, "add", "-A")
 
 
-def test_try_repo_check_fails_on_stale_and_passes_on_fresh(user_repo, pre_commit_home):
+def test_check_hook_fails_on_stale_and_passes_on_fresh(user_repo, pre_commit_home):
     home = pre_commit_home
     make_stale(user_repo, home)
-    stale = pre_commit(user_repo, home, "try-repo", str(ROOT), "mbcompile-check")
+    stale = pre_commit(user_repo, home, "run", "mbcompile-check")
     assert stale.returncode == 1, stale.stdout + stale.stderr
     assert "generated/torch/net.py: stale: its spec changed" in stale.stdout
     assert "Failed" in stale.stdout
     mbcompile(user_repo, home, "generate")
     git(user_repo, home, "add", "-A")
-    fresh = pre_commit(user_repo, home, "try-repo", str(ROOT), "mbcompile-check")
+    fresh = pre_commit(user_repo, home, "run", "mbcompile-check")
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
     assert "Passed" in fresh.stdout
 
@@ -92,25 +101,22 @@ def test_try_repo_check_fails_on_stale_and_passes_on_fresh(user_repo, pre_commit
 def test_generate_hook_rewrites_and_fails_until_added(user_repo, pre_commit_home):
     home = pre_commit_home
     make_stale(user_repo, home)
-    first = pre_commit(user_repo, home, "try-repo", str(ROOT), "mbcompile-generate")
+    first = pre_commit(
+        user_repo, home, "run", "--hook-stage", "manual", "mbcompile-generate"
+    )
     assert first.returncode == 1  # pre-commit: files were modified by this hook
     assert "files were modified by this hook" in first.stdout
     assert "num_classes: int = 10" in (user_repo / "generated/torch/net.py").read_text()
     git(user_repo, home, "add", "-A")
-    second = pre_commit(user_repo, home, "try-repo", str(ROOT), "mbcompile-generate")
+    second = pre_commit(
+        user_repo, home, "run", "--hook-stage", "manual", "mbcompile-generate"
+    )
     assert second.returncode == 0, second.stdout + second.stderr
 
 
 def test_installed_hook_blocks_a_stale_commit(user_repo, pre_commit_home):
-    """As a user sets it up: .pre-commit-config.yaml naming mbcompile's repository
-    (this one, at its HEAD commit) and `pre-commit install`."""
+    """`pre-commit install`, then `git commit` as the user types it."""
     home = pre_commit_home
-    rev = run(["git", "rev-parse", "HEAD"], ROOT, home, check=True).stdout.strip()
-    (user_repo / ".pre-commit-config.yaml").write_text(
-        f"repos:\n  - repo: {ROOT}\n    rev: {rev}\n    hooks:\n"
-        "      - id: mbcompile-check\n"
-    )
-    git(user_repo, home, "add", ".pre-commit-config.yaml")
     assert pre_commit(user_repo, home, "install").returncode == 0
     head = git(user_repo, home, "rev-parse", "HEAD").stdout
     make_stale(user_repo, home)
