@@ -33,6 +33,15 @@ def skip_random_initialisation_under_jax() -> None:
     random.normal = random.uniform = random.truncated_normal = zeros
 
 
+def run(model, images: np.ndarray, backend: str):
+    """The model's inference outputs. JAX runs it compiled (`predict_on_batch`: one
+    XLA program; eagerly it compiles every op on its own, 3-4x slower here); the
+    others eagerly (TensorFlow's tf.function tracing took longer than the run)."""
+    if backend == "jax":
+        return model.predict_on_batch(images)
+    return model(images, training=False)
+
+
 def main(workdir: Path) -> None:
     backend = keras.backend.backend()
     if backend == "jax":
@@ -46,7 +55,8 @@ def main(workdir: Path) -> None:
         model = module.build_model()
         with np.load(workdir / f"weights_{index}.npz") as arrays:
             model.set_weights([arrays[f"arr_{i}"] for i in range(len(arrays.files))])
-        result = model.predict_on_batch(np.load(workdir / f"images_{index}.npy"))
+        images = np.load(workdir / f"images_{index}.npy")
+        result = run(model, images, backend)
         named = result if isinstance(result, dict) else {"logits": result}
         for name, value in named.items():
             outputs[f"{index}/{name}"] = keras.ops.convert_to_numpy(value)
