@@ -15,8 +15,10 @@ Then, on the variants (never on the data a prediction is scored on):
     affine fit time = a * MACs + b, leave-one-out (fitted on the other variants);
 (b) the calibrated roofline estimate, leave-one-out: the device profile fitted
     (`analysis/calibrate.py`, as `bench --calibrate` does) to all other variants,
-    the held-out one predicted; also in two other forms (one efficiency for all
-    depthwise kernel sizes; own overheads for the classes of small ops);
+    the held-out one predicted (1x1 and k x k convolutions share one MAC rate and
+    a cost per kernel tap); also in three other forms (one efficiency for all
+    depthwise kernel sizes; own overheads for the classes of small ops; 1x1 and
+    k x k convolutions fitted apart);
 (c) the profile fitted to the calibration set alone, predicting the variants not
     in it (what a user gets from `mbcompile bench --calibrate`);
 (d) the shipped profiles as they are (uncalibrated).
@@ -246,6 +248,7 @@ def analyse(data: dict, args) -> dict:
             "roofline, small ops' own overheads (leave-one-out)",
             {"overheads": SMALL_OPS},
         ),
+        ("roofline, 1x1 and kxk convs apart (leave-one-out)", {"gemm": ()}),
     ):
         print(f"fitting: {title} ...", flush=True)
         predictions[title] = roofline_loo(samples, start, options)

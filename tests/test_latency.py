@@ -12,9 +12,15 @@ import pytest
 
 from helpers import SPECS, run_cli
 from mbcompile import compiler
+from mbcompile.analysis import calibrate
 from mbcompile.analysis.latency import estimate
 from mbcompile.errors import SpecError
-from mbcompile.frontend.device import bundled_devices, load_device, parse_device
+from mbcompile.frontend.device import (
+    bundled_devices,
+    dump_device,
+    load_device,
+    parse_device,
+)
 from mbcompile.ir.graph import Graph
 
 # A round machine for hand arithmetic: 100 GMAC/s, 10 GB/s (ridge point 10 MACs per
@@ -134,6 +140,76 @@ def test_a_kernel_size_the_profile_names_has_its_own_class():
     assert (seven.op_class, three.op_class) == ("depthwise_7x7", "depthwise")
     assert seven.compute_s == pytest.approx(28 * 28 * 64 * 49 / (100e9 * 0.01))
     assert three.compute_s == pytest.approx(28 * 28 * 64 * 9 / (100e9 * 0.5))
+
+
+def stem(size: int = 32) -> Graph:
+    """A 3x3 convolution from 3 channels to 16, stride 1, same size."""
+    return single_op(
+        "conv",
+        (3, size, size),
+        in_c=3,
+        out_c=16,
+        kernel=3,
+        stride=1,
+        dilation=1,
+        groups=1,
+        padding=(1, 1),
+        bias=False,
+    )
+
+
+def test_a_convolution_pays_per_output_element_and_kernel_tap():
+    device = profile(
+        "ops: {conv: {efficiency: 0.5, tap_ns: 2}, pointwise: {efficiency: 0.5, "
+        "tap_ns: 2}, depthwise: {efficiency: 0.5}}\n"
+    )
+    # 16 x 32 x 32 = 16,384 outputs, 9 taps each (147,456), 3 MACs per tap.
+    op = the_op(stem(), device)
+    assert (op.work, op.taps) == (16384 * 27, 147456)
+    # 442,368 MACs at 50 GMAC/s: 8.85 us; 147,456 taps at 2 ns: 294.9 us.
+    assert op.compute_s == pytest.approx(8.84736e-6 + 294.912e-6)
+    # A 1x1 convolution with 256 input channels: one tap per output (50,176), so
+    # 256 MACs per tap: 256.9 us of MACs, 100.4 us of taps.
+    wide = the_op(pointwise(256, 14), device)
+    assert wide.taps == 256 * 14 * 14
+    assert wide.compute_s == pytest.approx(12845056 / 50e9 + 50176 * 2e-9)
+    assert the_op(pointwise(256, 14), device, batch=3).taps == 3 * 50176
+    # A depthwise convolution's tap is one MAC: no taps of its own.
+    assert the_op(depthwise(64, 28), device).taps == 0
+    # Without tap_ns (the default) a convolution is MACs alone, as before.
+    assert the_op(stem(), profile()).compute_s == pytest.approx(442368 / 100e9)
+
+
+def test_tap_costs_only_for_convolutions_and_only_written_when_set():
+    with pytest.raises(SpecError, match="tap_ns of 'depthwise'"):
+        profile("ops: {depthwise: {tap_ns: 1}}\n")
+    device = profile("ops: {conv_3x3: {tap_ns: 0.5}, dense: {efficiency: 0.5}}\n")
+    text = dump_device(device)
+    assert "tap_ns: 0.5" in text and text.count("tap_ns") == 1
+    assert parse_device(text, "again.yaml") == device
+    # A profile without taps keeps the digest (and dump) it had before taps.
+    plain = profile("ops: {dense: {efficiency: 0.5}}\n")
+    assert "tap_ns" not in dump_device(plain)
+    assert "tap_ns" not in plain.data()["ops"]["dense"]
+
+
+def test_the_fit_gives_1x1_and_kxk_convolutions_one_rate_and_tap_cost():
+    assert calibrate.group("conv_3x3") == calibrate.group("conv") == "pointwise"
+    assert calibrate.group("depthwise_3x3") == "depthwise_3x3"  # its own
+    assert calibrate.group("conv", gemm=()) == "conv"
+    truth = profile(
+        "ops: {conv: {efficiency: 0.4, tap_ns: 1.5}, "
+        "pointwise: {efficiency: 0.4, tap_ns: 1.5}}\n"
+    )
+    graphs = [stem(32), stem(64), pointwise(64, 28), pointwise(256, 14)]
+    samples = [
+        calibrate.Sample(str(i), g, estimate(g, truth).total_s)
+        for i, g in enumerate(graphs)
+    ]
+    fitted = calibrate.fit(samples, profile("ops: {conv: {efficiency: 0.9}}\n"))
+    for klass in ("conv", "pointwise"):  # within the pull towards the start
+        assert fitted.op(klass).efficiency == pytest.approx(0.4, rel=0.01)
+        assert fitted.op(klass).tap_ns == pytest.approx(1.5, rel=0.01)
 
 
 def test_fused_ops_cost_nothing_and_blocks_add_up():

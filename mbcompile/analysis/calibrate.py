@@ -3,15 +3,23 @@
 The roofline of `latency.py` is linear in its inverse throughputs once each op's
 bound is known: a network's time is
 
-    sum over compute-bound ops of class c:  work / (peak · efficiency_c)
+    sum over compute-bound ops of class c:  work / (peak · efficiency_c) + taps · tap_c
   + sum over memory-bound ops:              bytes / bandwidth (or the cache's)
   + sum over ops that run:                  overhead (of their class)
 
 so the fit alternates between assigning bounds with the current profile and
-solving a non-negative least-squares problem in the inverse throughputs and the
-overheads, on relative errors (a 1 ms and a 10 ms network count alike). A small
-pull towards the starting profile keeps what the measurements cannot tell apart
-(a class that never appears, a bandwidth no op is bound by) where it was.
+solving a non-negative least-squares problem in the inverse throughputs, the tap
+costs and the overheads, on relative errors (a 1 ms and a 10 ms network count
+alike). A small pull towards the starting profile keeps what the measurements
+cannot tell apart (a class that never appears, a bandwidth no op is bound by) where
+it was.
+
+1x1 and k x k convolutions (`pointwise`, `conv` and its sized classes) are fitted
+as one GEMM class by default: one MAC rate and one cost per kernel tap for all,
+as runtimes that run both on the same GEMM kernels (XNNPACK's) show. Fitted apart,
+`conv`'s rate rests on the few k x k convolutions of the samples (mostly stems with
+3 input channels, whose slowness is their taps'), and a network of fused blocks
+is overestimated by more than a quarter (benchmarks/latency_estimate.py).
 
 Only the profile's numbers change; its structure (fusions, dtype, the cache's size,
 the peak) stays, except that the peak rises if a class runs faster than it.
@@ -22,12 +30,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..frontend.device import DeviceProfile, OpClass
+from ..frontend.device import SIZED, DeviceProfile
 from ..ir.graph import Graph
 from .latency import Latency, estimate
 
 MAX_ROUNDS = 30
 PULL = 1e-5  # weight of the pull towards the starting profile, per parameter
+# Classes fitted as one: 1x1 and k x k convolutions run on the same GEMM kernels.
+GEMM = ("pointwise", "conv")
 
 
 @dataclass(frozen=True)
@@ -40,21 +50,52 @@ class Sample:
     batch: int = 1
 
 
-def parameters(
-    samples: list[Sample], device: DeviceProfile, overheads: tuple[str, ...]
-) -> list[str]:
-    """What the fit adjusts: `compute:<class>` for each class with work in the
-    samples, `memory`, `cache` (if the profile has one), `overhead` and
-    `overhead:<class>` for the classes given their own."""
-    classes = sorted(
+def group(op_class: str, gemm: tuple[str, ...] = GEMM) -> str:
+    """The fitted class an op class belongs to: the first of `gemm` for the
+    classes in it (with their sized classes, `conv_3x3`), else itself."""
+    sized = SIZED.fullmatch(op_class)
+    general = sized.group(1) if sized else op_class
+    return gemm[0] if gemm and general in gemm else op_class
+
+
+def members(
+    samples: list[Sample], device: DeviceProfile, gemm: tuple[str, ...] = GEMM
+) -> dict[str, list[str]]:
+    """The classes with work in the samples, by the fitted class they belong to."""
+    out: dict[str, list[str]] = {}
+    for klass in sorted(
         {
             op.op_class
             for s in samples
             for op in estimate(s.graph, device, s.batch).ops
             if op.work and op.fused_into is None
         }
+    ):
+        out.setdefault(group(klass, gemm), []).append(klass)
+    return out
+
+
+def parameters(
+    samples: list[Sample],
+    device: DeviceProfile,
+    overheads: tuple[str, ...],
+    gemm: tuple[str, ...] = GEMM,
+) -> list[str]:
+    """What the fit adjusts: `compute:<class>` for each (fitted) class with work in
+    the samples, `tap:<class>` for those with convolution taps, `memory`, `cache`
+    (if the profile has one), `overhead` and `overhead:<class>` for the classes
+    given their own."""
+    groups = sorted(members(samples, device, gemm))
+    tapped = sorted(
+        {
+            group(op.op_class, gemm)
+            for s in samples
+            for op in estimate(s.graph, device, s.batch).ops
+            if op.taps and op.fused_into is None
+        }
     )
-    names = [f"compute:{c}" for c in classes] + ["memory"]
+    names = [f"compute:{c}" for c in groups] + [f"tap:{c}" for c in tapped]
+    names.append("memory")
     if device.cache is not None:
         names.append("cache")
     return [*names, "overhead", *(f"overhead:{c}" for c in overheads)]
@@ -67,6 +108,8 @@ def values(device: DeviceProfile, names: list[str]) -> list[float]:
         kind, _, klass = name.partition(":")
         if kind == "compute":
             out.append(1 / (device.peak_gmacs * 1e9 * device.op(klass).efficiency))
+        elif kind == "tap":
+            out.append(device.tap_s(klass))
         elif kind == "memory":
             out.append(1 / (device.bandwidth_gbs * 1e9))
         elif kind == "cache":
@@ -78,7 +121,12 @@ def values(device: DeviceProfile, names: list[str]) -> list[float]:
     return out
 
 
-def features(lat: Latency, names: list[str], cache_bytes: int | None) -> list[float]:
+def features(
+    lat: Latency,
+    names: list[str],
+    cache_bytes: int | None,
+    gemm: tuple[str, ...] = GEMM,
+) -> list[float]:
     """A network's time as a linear function of the parameters, with the bounds
     of `lat`: the coefficient of each."""
     index = {name: i for i, name in enumerate(names)}
@@ -87,7 +135,10 @@ def features(lat: Latency, names: list[str], cache_bytes: int | None) -> list[fl
         if op.fused_into is not None or not op.op_class:
             continue
         if op.bound == "compute":
-            row[index[f"compute:{op.op_class}"]] += op.work
+            fitted = group(op.op_class, gemm)
+            row[index[f"compute:{fitted}"]] += op.work
+            if op.taps:
+                row[index[f"tap:{fitted}"]] += op.taps
         elif op.bound == "memory":
             in_cache = cache_bytes is not None and op.bytes <= cache_bytes
             row[index["cache" if in_cache else "memory"]] += op.bytes
@@ -97,10 +148,14 @@ def features(lat: Latency, names: list[str], cache_bytes: int | None) -> list[fl
 
 
 def with_values(
-    device: DeviceProfile, names: list[str], theta: list[float]
+    device: DeviceProfile,
+    names: list[str],
+    theta: list[float],
+    classes: dict[str, list[str]] | None = None,
 ) -> DeviceProfile:
     """The profile with the fitted parameters (efficiencies above 1 raise the
-    peak instead)."""
+    peak instead); a fitted class's value goes to each of its `classes`."""
+    classes = classes or {}
     compute = {
         n.partition(":")[2]: t
         for n, t in zip(names, theta, strict=True)
@@ -109,19 +164,23 @@ def with_values(
     peak = device.peak_gmacs * 1e9
     peak = max([peak, *(1 / t for t in compute.values())])
     ops = dict(device.ops)
-    for klass, t in compute.items():
-        if klass not in ops and 1 / (peak * t) >= 0.99995:
-            continue  # at the peak, as a class the profile does not name is
-        ops[klass] = OpClass(
-            efficiency=_rounded(min(1.0, 1 / (peak * t))),
-            overhead_us=device.op(klass).overhead_us,
-        )
+    for fitted, t in compute.items():
+        for klass in classes.get(fitted, [fitted]):
+            if klass not in ops and 1 / (peak * t) >= 0.99995:
+                continue  # at the peak, as a class the profile does not name is
+            ops[klass] = device.op(klass).model_copy(
+                update={"efficiency": _rounded(min(1.0, 1 / (peak * t)))}
+            )
     data = device.model_dump()
     data["peak_gmacs"] = _rounded(peak / 1e9)
     data["ops"] = {k: v.model_dump() for k, v in ops.items()}
     for name, t in zip(names, theta, strict=True):
         kind, _, klass = name.partition(":")
-        if kind == "memory" and t > 0:
+        if kind == "tap":
+            for member in classes.get(klass, [klass]):
+                data["ops"].setdefault(member, {"efficiency": 1.0})
+                data["ops"][member]["tap_ns"] = _rounded(t * 1e9)
+        elif kind == "memory" and t > 0:
             data["bandwidth_gbs"] = _rounded(1 / t / 1e9)
         elif kind == "cache" and t > 0:
             data["cache"]["bandwidth_gbs"] = _rounded(1 / t / 1e9)
@@ -161,16 +220,22 @@ def fit(
     overheads: tuple[str, ...] = (),
     pull: float = PULL,
     kernels: tuple[str, ...] = ("depthwise",),
+    gemm: tuple[str, ...] = GEMM,
 ) -> DeviceProfile:
     """The profile whose estimates best match the samples' measured times (least
     squares on relative errors), starting from `start`; the `kernels` classes get
-    a class per kernel size."""
+    a class per kernel size, the `gemm` classes one MAC rate and tap cost (none
+    fitted as one if empty)."""
     import numpy as np
 
     start = by_kernel(start, samples, kernels)
-    names = parameters(samples, start, overheads)
+    names = parameters(samples, start, overheads, gemm)
+    classes = members(samples, start, gemm)
     prior = np.array(values(start, names))
     prior[prior == 0] = 1e-6  # an overhead of 0: pull towards a microsecond
+    for i, name in enumerate(names):
+        if name.startswith("tap:") and not values(start, [name])[0]:
+            prior[i] = 1e-10  # no tap cost: pull towards 0.1 ns
     device = start
     bounds = None
     for _ in range(MAX_ROUNDS):
@@ -180,7 +245,7 @@ def fit(
             break
         bounds = now
         cache = device.cache.bytes if device.cache else None
-        rows = np.array([features(lat, names, cache) for lat in latencies])
+        rows = np.array([features(lat, names, cache, gemm) for lat in latencies])
         measured = np.array([s.seconds for s in samples])
         # Unknowns u = theta / prior; rows scaled to relative error.
         a = rows * prior / measured[:, None]
@@ -190,7 +255,7 @@ def fit(
             np.vstack([a, reg]),
             np.concatenate([b, np.sqrt(pull) * np.ones(len(names))]),
         )
-        device = with_values(device, names, list(u * prior))
+        device = with_values(device, names, list(u * prior), classes)
     return device
 
 

@@ -9,14 +9,19 @@ computing and moving data, since the two happen roughly in parallel:
 with bytes the layer's weights and activations; the ratio PeakMACs / PeakMemBW is
 the hardware's ridge point (RP). Here, for each op that runs:
 
-    compute = work / (peak_gmacs · efficiency of its class)
+    compute = work / (peak_gmacs · efficiency of its class) + taps · tap_ns
     memory  = (inputs + output + weights, in the profile's dtype) / bandwidth
     time    = max(compute, memory) + overhead of its class
 
 `work` is the op's MACs, or for ops without MACs the operations the cost report
 counts for them (batch norm 2 per element, activations and adds 1, pooling 1 per
-input element, ...). The bandwidth is the cache's when the op's bytes fit in the
-profile's cache, else main memory's. What a runtime fuses into the op before it
+input element, ...). A convolution (1x1 or k x k, not depthwise) reduces over its
+input channels once per output element and kernel tap; `taps` counts those (output
+elements x k x k) and `tap_ns`, of its class, is the fixed cost of each: a stem with
+3 input channels pays it every 3 MACs, a 1x1 convolution with 256 every 256, so a
+single MAC rate for all convolutions plus a tap cost is what runtimes whose 1x1 and
+k x k convolutions share a GEMM kernel (XNNPACK's, for one) show. The bandwidth is
+the cache's when the op's bytes fit in the profile's cache, else main memory's. What a runtime fuses into the op before it
 (batch norm folded into its convolution, clamping activations, zero padding into
 the convolution after it) runs inside that op and costs nothing itself; dropout,
 drop path, flatten and the input cost nothing at inference.
@@ -52,6 +57,7 @@ class OpTime:
     block: int | None
     work: int  # MACs, or operations for ops without MACs (batch included)
     bytes: int  # inputs + output + weights moved (batch included)
+    taps: int  # a convolution's output elements x kernel taps (batch included)
     compute_s: float
     memory_s: float
     overhead_s: float
@@ -211,6 +217,15 @@ def op_work(cost: NodeCost) -> int:
     return cost.bn_ops + cost.act_ops + cost.elementwise_ops + cost.pool_ops
 
 
+def op_taps(graph: Graph, cost: NodeCost) -> int:
+    """A convolution's output elements times its kernel taps (per image); 0 for
+    other ops (a depthwise convolution's tap is one MAC: its work)."""
+    if cost.kind != "conv":
+        return 0
+    kernel = graph.node(cost.name)["attrs"]["kernel"]
+    return cost.activations * kernel * kernel
+
+
 def op_bytes(graph: Graph, cost: NodeCost, batch: int, dtype_bytes: int) -> int:
     """Inputs + output (per image, times the batch) + weights, in bytes."""
     moved = sum(math.prod(graph.shape(src)) for src in graph.inputs(cost.name))
@@ -235,10 +250,11 @@ def _estimate(graph: Graph, rep: Report, device: DeviceProfile, batch: int) -> L
         host = fused_into(graph, cost.name, device) if klass else None
         if not klass or host is not None:
             ops.append(
-                OpTime(cost.name, cost.kind, klass, cost.block, 0, 0, 0, 0, 0, host)
+                OpTime(cost.name, cost.kind, klass, cost.block, 0, 0, 0, 0, 0, 0, host)
             )
             continue
         work = op_work(cost) * batch
+        taps = op_taps(graph, cost) * batch
         moved = op_bytes(graph, cost, batch, size)
         bandwidth = device.bandwidth_gbs
         if device.cache is not None and moved <= device.cache.bytes:
@@ -251,7 +267,9 @@ def _estimate(graph: Graph, rep: Report, device: DeviceProfile, batch: int) -> L
                 block=cost.block,
                 work=work,
                 bytes=moved,
-                compute_s=work / (peak * device.op(klass).efficiency),
+                taps=taps,
+                compute_s=work / (peak * device.op(klass).efficiency)
+                + taps * device.tap_s(klass),
                 memory_s=moved / (bandwidth * 1e9),
                 overhead_s=device.overhead_s(klass),
                 fused_into=None,

@@ -13,6 +13,7 @@ machine, as a small YAML file validated like a spec.
     fuses: {batch_norm: true, activations: [relu, relu6, identity], padding: true}
     ops:                        # per op class; absent classes: efficiency 1
       depthwise: {efficiency: 0.2, overhead_us: 6}
+      pointwise: {efficiency: 0.6, tap_ns: 0.1}   # tap_ns: convolutions only
 
 Unknown keys and bad values are errors naming the file, line and field (exit code
 2), as for specs. `--device NAME` finds a shipped profile (`devices/NAME.yaml`) when
@@ -41,6 +42,8 @@ from .yamlsource import Located, parse, read_text
 # and each activation function that does not fuse into the op before it. A k x k
 # convolution can be tuned by its kernel size as well (`depthwise_7x7`, `conv_3x3`):
 # a profile that names the size is used for it, the general class otherwise.
+# Convolutions (not depthwise ones) also pay `tap_ns` per output element and
+# kernel tap (see OpClass).
 OP_CLASSES = (
     "conv",
     "pointwise",
@@ -90,14 +93,23 @@ def _activations(names: list[str]) -> list[str]:
 
 Efficiency = Annotated[float, Field(gt=0, le=1)]
 Microseconds = Annotated[float, Field(ge=0, le=1e6)]
+Nanoseconds = Annotated[float, Field(ge=0, le=1e6)]
+
+# The classes `tap_ns` applies to: convolutions that reduce over input channels at
+# each kernel tap (a depthwise convolution's tap is one MAC, its efficiency says it).
+TAPPED = re.compile(r"pointwise|conv(_\d{1,2}x\d{1,2})?")
 
 
 class OpClass(Strict):
     """How one class of ops fares against the roofline: the fraction of peak
-    compute it reaches, and its fixed cost per op (default: the profile's)."""
+    compute it reaches, its fixed cost per op (default: the profile's), and for
+    convolutions a fixed cost per output element and kernel tap, in ns: the
+    start of each tap's reduction over the input channels, which a stem with 3
+    input channels pays every 3 MACs and a 1x1 convolution with 256 every 256."""
 
     efficiency: Efficiency = 1.0
     overhead_us: Microseconds | None = None
+    tap_ns: Nanoseconds = 0.0
 
 
 class Cache(Strict):
@@ -139,6 +151,17 @@ class DeviceProfile(Strict):
         check(all(s.strip() for s in value), "a source must not be empty")
         return value
 
+    @field_validator("ops")
+    @classmethod
+    def _taps(cls, value: dict[str, OpClass]) -> dict[str, OpClass]:
+        for name, settings in value.items():
+            check(
+                not settings.tap_ns or TAPPED.fullmatch(name) is not None,
+                f"tap_ns of '{name}': only convolutions (pointwise, conv, conv_3x3, "
+                "...) have taps",
+            )
+        return value
+
     def op(self, op_class: str) -> OpClass:
         """The settings of an op class (efficiency 1 and the profile's overhead
         when the profile does not name it)."""
@@ -148,6 +171,10 @@ class DeviceProfile(Strict):
         own = self.op(op_class).overhead_us
         return (self.overhead_us if own is None else own) * 1e-6
 
+    def tap_s(self, op_class: str) -> float:
+        """Seconds per output element and kernel tap of a convolution."""
+        return self.op(op_class).tap_ns * 1e-9
+
     @property
     def ridge_point(self) -> float:
         """MACs per byte at which an op turns from memory- to compute-bound (the
@@ -156,8 +183,16 @@ class DeviceProfile(Strict):
 
     @property
     def digest(self) -> str:
-        content = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        content = json.dumps(self.data(), sort_keys=True)
         return hashlib.sha256(content.encode()).hexdigest()
+
+    def data(self, **options) -> dict:
+        """The profile as plain data, without tap costs of 0 (the default)."""
+        data = self.model_dump(mode="json", **options)
+        for settings in data["ops"].values():
+            if not settings.get("tap_ns", 1):
+                del settings["tap_ns"]
+        return data
 
 
 _DEFAULT_OP = OpClass()
@@ -217,7 +252,7 @@ def dump_device(device: DeviceProfile) -> str:
     """A profile as the YAML file `load_device` reads back (deterministic)."""
     import yaml
 
-    data = device.model_dump(mode="json", exclude_none=True)
+    data = device.data(exclude_none=True)
     if device.cache is None:
         data.pop("cache", None)
     header = (
