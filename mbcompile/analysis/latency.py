@@ -21,10 +21,11 @@ elements x k x k) and `tap_ns`, of its class, is the fixed cost of each: a stem 
 3 input channels pays it every 3 MACs, a 1x1 convolution with 256 every 256, so a
 single MAC rate for all convolutions plus a tap cost is what runtimes whose 1x1 and
 k x k convolutions share a GEMM kernel (XNNPACK's, for one) show. The bandwidth is
-the cache's when the op's bytes fit in the profile's cache, else main memory's. What a runtime fuses into the op before it
-(batch norm folded into its convolution, clamping activations, zero padding into
-the convolution after it) runs inside that op and costs nothing itself; dropout,
-drop path, flatten and the input cost nothing at inference.
+the cache's when the op's bytes fit in the profile's cache, else main memory's.
+What a runtime fuses into the op before it (batch norm folded into its convolution,
+clamping activations, zero padding into the convolution after it) runs inside that
+op and costs nothing itself; dropout, drop path, flatten and the input cost nothing
+at inference.
 
 Efficiencies and overheads are data in the profile: what a real runtime reaches
 for depthwise against 1x1 convolutions, and the fixed cost of every op, are what
