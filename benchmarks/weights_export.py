@@ -13,7 +13,11 @@ the generated PyTorch model's own random initialisation; nothing is downloaded.
 
     python benchmarks/weights_export.py                       # weights + every format
     python benchmarks/weights_export.py --formats tflite onnx --resolution 224
-    python benchmarks/weights_export.py --formats             # weights only
+    python benchmarks/weights_export.py --formats             # no export of B7
+    python benchmarks/weights_export.py --formats --no-path   # weights only
+
+Without `--no-path`, the mobilenetv4_conv_small path (checkpoint -> validated
+TFLite, importing TensorFlow) runs too, whatever `--formats` says.
 """
 
 from __future__ import annotations

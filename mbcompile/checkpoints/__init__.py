@@ -185,7 +185,9 @@ def convert(
         inputs = {**inputs, opened.file_id: "the --from weights file"}
         check_target(target, inputs)
         matched = match(graph, checkpoint)
-        layouts, groups = matched.layouts, matched.groups()
+        # a .weights.h5 is written op by op: each op's tensors given back after it
+        streamed = folded is None and write.kind(target) == "keras"
+        layouts, groups = matched.layouts, matched.groups(release=streamed)
         if folded is not None:
             layouts, groups = folded_groups(
                 graph, folded, list(groups), checkpoint.source

@@ -72,17 +72,26 @@ def read(handle, display: str, layouts: list[OpLayout]) -> Checkpoint:
 def write(handle, layouts: list[OpLayout], arrays) -> None:
     """A Keras 3 `.weights.h5` into `handle`: for each op (`layouts`) its arrays in
     Keras' layout (`arrays` yields one list per op, so that only one op's arrays
-    are held at a time). No timestamps: the same weights give the same bytes."""
+    are held at a time). No timestamps: the same weights give the same bytes.
+
+    A transposed kernel is laid out in one scratch buffer reused from op to op
+    (instead of h5py's copy into a new array for each)."""
     import h5py
 
+    scratch = np.empty(0, np.float32)
     with h5py.File(handle, "w", track_order=False) as file:
         for entry, values in zip(layouts, arrays, strict=True):
             group = file.create_group(f"{entry.keras_path}/vars", track_order=False)
             group.attrs["name"] = entry.keras_name
             for i, value in enumerate(values):
-                group.create_dataset(
-                    str(i), data=np.asarray(value, np.float32), track_times=False
-                )
+                value = np.asarray(value, np.float32)
+                if not value.flags.c_contiguous:  # h5py would copy it anyway
+                    if scratch.size < value.size:
+                        scratch = np.empty(value.size, np.float32)
+                    out = scratch[: value.size].reshape(value.shape)
+                    np.copyto(out, value)
+                    value = out
+                group.create_dataset(str(i), data=value, track_times=False)
 
 
 def _reader(dataset, shown: str):

@@ -44,17 +44,25 @@ class Slot(NamedTuple):
 @dataclass
 class Matched:
     """Per parametric op (IR order), a reader of its PyTorch-layout float32
-    arrays; `initialised` names the tensors left at their initialisation."""
+    arrays; `initialised` names the tensors left at their initialisation;
+    `sources` the checkpoint's tensors each op's arrays come from."""
 
     layouts: list[OpLayout]
     readers: list[Callable[[], list[np.ndarray]]]
     initialised: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    sources: list[list[Tensor]] = field(default_factory=list)
 
-    def groups(self):
-        """Each op's arrays in turn (one op's held at a time)."""
-        for read in self.readers:
+    def groups(self, release: bool = False):
+        """Each op's arrays in turn (one op's held at a time). With `release`, a
+        consumer that is done with an op's arrays when it asks for the next op's
+        (a writer streaming them to a file) lets the checkpoint give back their
+        memory as it goes."""
+        for index, read in enumerate(self.readers):
             yield read()
+            if release and index < len(self.sources):
+                for tensor in self.sources[index]:
+                    tensor.release()
 
 
 def match(graph: Graph, checkpoint: Checkpoint) -> Matched:
@@ -90,14 +98,18 @@ def match(graph: Graph, checkpoint: Checkpoint) -> Matched:
     problems += _size_problems(shown, layouts, found, mismatched)
     if problems:
         raise SpecErrors(problems) if len(problems) > 1 else problems[0]
-    readers, initialised = [], []
+    readers, initialised, sources = [], [], []
+    by_op: list[list[Tensor]] = [[] for _ in layouts]
+    for s in slots:
+        by_op[s.op].append(found[s.name])
     for index, entry in enumerate(layouts):
         if index == logits:
             readers.append(_initial(graph, entry))
             initialised += list(entry.torch_keys)
+            sources.append([])
         else:
-            tensors = [found[s.name] for s in slots if s.op == index]
-            readers.append(_reader(entry, tensors, keras, shown))
+            readers.append(_reader(entry, by_op[index], keras, shown))
+            sources.append(by_op[index])
     if logits is not None:
         entry = layouts[logits]
         bias = found.get(
@@ -109,7 +121,7 @@ def match(graph: Graph, checkpoint: Checkpoint) -> Matched:
             f"checkpoint has {theirs}, the spec {entry.op.attrs['out_f']} classes "
             "(fine-tuning, as timm's pretrained=True with another num_classes)"
         )
-    return Matched(layouts, readers, initialised, notes)
+    return Matched(layouts, readers, initialised, notes, sources)
 
 
 def _slots(layouts: list[OpLayout], keras: bool) -> list[Slot]:

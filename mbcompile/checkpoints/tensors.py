@@ -19,13 +19,16 @@ FLOAT_TYPES = ("float32", "float16", "bfloat16", "float64")
 @dataclass(frozen=True)
 class Tensor:
     """One tensor of a checkpoint. `read()` gives its values as float32 (checked
-    finite); `problem` says why it cannot be a weight (None: it can)."""
+    finite); `problem` says why it cannot be a weight (None: it can); `release()`
+    gives back the memory its values occupy in a mapped file once they have been
+    used (a later `read()` still works)."""
 
     name: str
     shape: tuple[int, ...]
     dtype: str
     _read: Callable[[], np.ndarray] = field(repr=False, compare=False)
     problem: str | None = None
+    _release: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def read(self, source: str) -> np.ndarray:
         array = np.asarray(self._read(), dtype=np.float32)
@@ -38,6 +41,10 @@ class Tensor:
                 f"{source}: tensor '{shorten(self.name)}' holds NaN or infinite values"
             )
         return array
+
+    def release(self) -> None:
+        if self._release is not None:
+            self._release()
 
 
 @dataclass
