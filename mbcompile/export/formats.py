@@ -15,6 +15,8 @@ Frameworks are imported inside these functions only.
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import zipfile
 from collections.abc import Callable
@@ -116,10 +118,15 @@ def _pt2_produce(model, example, options, metadata, scratch: Path) -> Path:
     program = torch.export.export(
         model, (torch.from_numpy(example),), dynamic_shapes=dynamic
     )
-    path = scratch / "model.pt2"
+    # Archived in memory, then written by Python: torch's own file writer, refused a
+    # write (a full disk, `ulimit -f`), raises and then aborts the process from a
+    # destructor; Python's write raises an OSError, reported as such.
+    archive = io.BytesIO()
     torch.export.save(
-        program, path, extra_files={f"{METADATA_KEY}.json": json.dumps(metadata)}
+        program, archive, extra_files={f"{METADATA_KEY}.json": json.dumps(metadata)}
     )
+    path = scratch / "model.pt2"
+    path.write_bytes(archive.getbuffer())
     return path
 
 
@@ -304,7 +311,9 @@ def _tflite_produce(model, example, options, metadata, scratch: Path) -> Path:
             name=metadata["input_name"],
         )
         model = keras.Model(inputs, model(inputs))
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        str(_inference_saved_model(model, scratch / "tflite_saved_model"))
+    )
     if options.int8:
         calibration = options.calibration_nhwc
         batch = 1 if options.batch is None else options.batch
@@ -321,6 +330,28 @@ def _tflite_produce(model, example, options, metadata, scratch: Path) -> Path:
     flatbuffer = _with_tflite_metadata(converter.convert(), metadata)
     path = scratch / "model.tflite"
     path.write_bytes(flatbuffer)
+    return path
+
+
+def _inference_saved_model(model, path: Path) -> Path:
+    """The model's inference call (training=False) as a SavedModel, as TensorFlow's
+    `from_keras_model` writes it for Keras 3 models, but here: that converter writes
+    it to a temporary folder and, if the write fails (a full disk, `ulimit -f`),
+    falls back to a tf.keras path that fails with an unrelated TypeError."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    signature = [
+        tf.TensorSpec(x.shape, dtype=x.dtype, name=x.name) for x in model.inputs
+    ]
+    if len(signature) > 1:
+        signature = [signature]
+    archive.add_endpoint(
+        "serve", functools.partial(model.__call__, training=False), signature
+    )
+    archive.write_out(str(path), verbose=False)
     return path
 
 
