@@ -4,10 +4,12 @@ The generated MobileNetV3-Small at width 0.5 and 64x64 with ten classes is train
 from its own initialisation on the synthetic shapes-and-colours task of
 tests/synthetic_task.py (500 steps of 64 images, the same recipe in PyTorch and in
 Keras) and must reach 90% on the held-out images. The trained models are then
-quantized after training to int8: PyTorch through PT2E and ExecuTorch's XNNPACK
-backend (tests/int8.py), Keras through `mbcompile export --int8` (TFLite
-full-integer, as a user deploys it); each int8 model, run by its runtime, must stay
-within one point of its float model's held-out accuracy.
+quantized after training to int8: PyTorch through PT2E (tests/int8.py; its int8
+arithmetic run by PyTorch in the default run, lowered to ExecuTorch's XNNPACK
+backend and run by the ExecuTorch runtime with `-m slow`, and through `mbcompile
+export --format executorch --int8`, slow too), Keras through `mbcompile export
+--int8` (TFLite full-integer, as a user deploys it, run by LiteRT); each int8
+model must stay within one point of its float model's held-out accuracy.
 
 The spec is compiled with `conventions.bn_momentum=0.1` (PyTorch's default, timm's):
 torchvision's 0.01 averages batch-norm statistics over ~100 steps, made for its
@@ -118,32 +120,60 @@ def graph_counts():
     return counts
 
 
-def test_torch_int8_pt2e_on_xnnpack(task, torch_trained, figures):
+@pytest.fixture(scope="module")
+def torch_int8(task, torch_trained):
+    """The trained model quantized by PT2E (convert_pt2e's GraphModule: int8
+    weights per output channel, activations quantized and dequantized around every
+    quantized op), and its held-out accuracy next to the float model's."""
     model, _ = torch_trained
-    example = task.train_x[:BATCH]
-    quantized = pt2e_quantize(model, example, calibration(task))
-    # Every convolution and linear layer has int8 weights (per output channel).
+    quantized = pt2e_quantize(model, task.train_x[:BATCH], calibration(task))
+    float_accuracy = accuracy(predict_torch(model, task.test_x), task.test_y)
+    return quantized, float_accuracy
+
+
+def assert_int8_kept(name: str, int8_accuracy, float_accuracy, figures) -> None:
+    figures.append(f"int8: {name} {int8_accuracy:.1%}, float {float_accuracy:.1%}")
+    assert abs(int8_accuracy - float_accuracy) <= INT8_LOSS, (
+        float_accuracy,
+        int8_accuracy,
+    )
+
+
+def test_torch_int8_pt2e(task, torch_int8, figures):
+    """Every convolution and linear layer has int8 weights (per output channel), and
+    the int8 arithmetic (run by PyTorch) keeps the held-out accuracy. Lowering the
+    same program to ExecuTorch's XNNPACK backend takes ~2 minutes of export passes
+    on 2 busy cores, so that is `slow` (below)."""
+    import torch
+
+    quantized, float_accuracy = torch_int8
     counts = graph_counts()
     weights = [
         n for n in quantized.graph.nodes if "dequantize_per_channel" in str(n.target)
     ]
     assert len(weights) == counts["conv"] + counts["dwconv"] + counts["dense"]
-    # All of it runs in one XNNPACK partition; outside it only layout copies of
-    # constants and the output's getitem.
-    program, partitions, others = xnnpack_program(quantized, example)
+    with torch.no_grad():  # its graph is exported for batches of BATCH
+        logits = [
+            quantized(torch.from_numpy(x)).numpy() for x in held_out_batches(task)
+        ]
+    logits = np.concatenate(logits)
+    assert_int8_kept("PT2E (PyTorch)", accuracy(logits, task.test_y), float_accuracy,
+                     figures)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_torch_int8_on_executorch_xnnpack(task, torch_int8, figures):
+    """The PT2E program lowered to ExecuTorch runs in one XNNPACK partition (outside
+    it only layout copies of constants and the output's getitem) and, run by the
+    ExecuTorch runtime, keeps the held-out accuracy."""
+    quantized, float_accuracy = torch_int8
+    program, partitions, others = xnnpack_program(quantized, task.train_x[:BATCH])
     assert partitions == 1
     assert set(others) <= {"_to_dim_order_copy", "getitem"}, others
     int8_model = ExecuTorchModel(program)
     logits = np.concatenate([int8_model(x) for x in held_out_batches(task)])
-    float_accuracy = accuracy(predict_torch(model, task.test_x), task.test_y)
-    int8_accuracy = accuracy(logits, task.test_y)
-    figures.append(
-        f"int8: PT2E/ExecuTorch {int8_accuracy:.1%}, float {float_accuracy:.1%}"
-    )
-    assert abs(int8_accuracy - float_accuracy) <= INT8_LOSS, (
-        float_accuracy,
-        int8_accuracy,
-    )
+    assert_int8_kept("PT2E/ExecuTorch", accuracy(logits, task.test_y), float_accuracy,
+                     figures)  # fmt: skip
 
 
 def export_int8(task: Task, weights, fmt: str, path) -> str:
