@@ -139,11 +139,12 @@ def keras_check(graph, state_path: Path, want, x, workdir: Path, summary) -> obj
     return model
 
 
-def latency(args, reference, ours, keras_model, x, want, summary) -> None:
-    import numpy as np
+def torch_latency(args, reference, ours, x) -> dict:
+    """Eager PyTorch, generated and timm's, round-robin; before anything imports
+    TensorFlow (whose thread pools slow torch down ~10x on 2 cores)."""
     import torch
 
-    header(f"latency, batch 1, {args.threads} threads")
+    header(f"PyTorch latency, batch 1, {args.threads} threads")
     torch.set_num_threads(args.threads)
     t = torch.from_numpy(x)
 
@@ -154,7 +155,7 @@ def latency(args, reference, ours, keras_model, x, want, summary) -> None:
 
         return call
 
-    stats = interleaved(
+    return interleaved(
         {
             "PyTorch eager (generated)": run(ours),
             "PyTorch eager (timm)": run(reference),
@@ -162,7 +163,14 @@ def latency(args, reference, ours, keras_model, x, want, summary) -> None:
         repeats=args.repeats,
         warmup=1,
     )
+
+
+def tflite_latency(args, stats, keras_model, x, want, summary) -> None:
+    """TFLite float32 of the Keras model, run by LiteRT; then the table of all."""
+    import numpy as np
+
     if keras_model is not None:
+        header(f"TFLite latency, batch 1, {args.threads} threads")
         import tensorflow as tf
         from ai_edge_litert.interpreter import Interpreter
 
@@ -271,13 +279,14 @@ def main(argv=None) -> int:
         want = run_torch(reference, x)
         assert want.shape == (1, 2048, 16, 16) or args.resolution != 768, want.shape
         check("PyTorch (generated) vs timm", want, run_torch(ours, x), summary)
+        stats = torch_latency(args, reference, ours, x)
         keras_model = None
         if not args.skip_keras:
             state = workdir / "encoder.pt"
             torch.save(reference.state_dict(), state)
             keras_model = keras_check(graph, state, want, x, workdir, summary)
             state.unlink()
-        latency(args, reference, ours, keras_model, x, want, summary)
+        tflite_latency(args, stats, keras_model, x, want, summary)
         del reference, ours, keras_model
         gc.collect()
         if args.export_base:
