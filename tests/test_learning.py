@@ -157,8 +157,8 @@ def test_torch_int8_pt2e(task, torch_int8, figures):
             quantized(torch.from_numpy(x)).numpy() for x in held_out_batches(task)
         ]
     logits = np.concatenate(logits)
-    assert_int8_kept("PT2E (PyTorch)", accuracy(logits, task.test_y), float_accuracy,
-                     figures)  # fmt: skip
+    int8_accuracy = accuracy(logits, task.test_y)
+    assert_int8_kept("PT2E (PyTorch)", int8_accuracy, float_accuracy, figures)
 
 
 @pytest.mark.slow
@@ -172,8 +172,8 @@ def test_torch_int8_on_executorch_xnnpack(task, torch_int8, figures):
     assert set(others) <= {"_to_dim_order_copy", "getitem"}, others
     int8_model = ExecuTorchModel(program)
     logits = np.concatenate([int8_model(x) for x in held_out_batches(task)])
-    assert_int8_kept("PT2E/ExecuTorch", accuracy(logits, task.test_y), float_accuracy,
-                     figures)  # fmt: skip
+    int8_accuracy = accuracy(logits, task.test_y)
+    assert_int8_kept("PT2E/ExecuTorch", int8_accuracy, float_accuracy, figures)
 
 
 def export_int8(task: Task, weights, fmt: str, path) -> str:
