@@ -44,19 +44,24 @@ def single_op(kind: str, shape: tuple[int, int, int], **attrs) -> Graph:
     return graph
 
 
-def pointwise(channels: int, size: int) -> Graph:
+def conv(in_c: int, out_c: int, size: int, kernel: int) -> Graph:
+    """A k x k convolution, stride 1, the output the input's size."""
     return single_op(
         "conv",
-        (channels, size, size),
-        in_c=channels,
-        out_c=channels,
-        kernel=1,
+        (in_c, size, size),
+        in_c=in_c,
+        out_c=out_c,
+        kernel=kernel,
         stride=1,
         dilation=1,
         groups=1,
-        padding=(0, 0),
+        padding=(kernel // 2, kernel // 2),
         bias=False,
     )
+
+
+def pointwise(channels: int, size: int) -> Graph:
+    return conv(channels, channels, size, 1)
 
 
 def depthwise(channels: int, size: int, kernel: int = 3) -> Graph:
@@ -143,19 +148,8 @@ def test_a_kernel_size_the_profile_names_has_its_own_class():
 
 
 def stem(size: int = 32) -> Graph:
-    """A 3x3 convolution from 3 channels to 16, stride 1, same size."""
-    return single_op(
-        "conv",
-        (3, size, size),
-        in_c=3,
-        out_c=16,
-        kernel=3,
-        stride=1,
-        dilation=1,
-        groups=1,
-        padding=(1, 1),
-        bias=False,
-    )
+    """A 3x3 convolution from 3 channels to 16."""
+    return conv(3, 16, size, 3)
 
 
 def test_a_convolution_pays_per_output_element_and_kernel_tap():
