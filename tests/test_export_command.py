@@ -49,6 +49,13 @@ FORMATS = list(formats.FORMATS)
 LABELS = [f"class {i}" for i in range(1000)]
 
 
+def formats_slow_but(fast: tuple[str, ...]) -> list:
+    """Every format as a test parameter, those not in `fast` marked slow."""
+    return [
+        pytest.param(f, marks=() if f in fast else (pytest.mark.slow,)) for f in FORMATS
+    ]
+
+
 def target(folder: Path, stem: str, fmt: str) -> Path:
     """Where `fmt` is exported to: a file named by its suffix, or a folder."""
     return folder / f"{stem}{formats.FORMATS[fmt].suffix or '_saved_model'}"
@@ -106,10 +113,7 @@ TIMM_FAST = ("onnx", "tflite", "keras", "pt2")
 
 @pytest.mark.parametrize(
     "fmt",
-    [
-        pytest.param(f, marks=() if f in TIMM_FAST else (pytest.mark.slow,))
-        for f in FORMATS
-    ],
+    formats_slow_but(TIMM_FAST),
 )
 def test_every_format_exports_timm_weights_validated(
     fmt, exported, timm_folder, worst_differences
@@ -261,10 +265,7 @@ def canonical(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "fmt",
-    [
-        pytest.param(f, marks=() if f in CANONICAL_FAST else (pytest.mark.slow,))
-        for f in FORMATS
-    ],
+    formats_slow_but(CANONICAL_FAST),
 )
 def test_a_canonical_spec_exports_to_every_format(fmt, canonical, tmp_path):
     weights, images, want = canonical
@@ -326,8 +327,7 @@ def test_fold_bn_export(canonical, tmp_path):
 
 @pytest.mark.parametrize(
     "fmt",
-    # pt2, the cheapest to start in a fresh process, by default; the others slow
-    [pytest.param(f, marks=() if f == "pt2" else (pytest.mark.slow,)) for f in FORMATS],
+    formats_slow_but(("pt2",)),  # the cheapest to start in a fresh process
 )
 def test_a_file_size_limit_during_export_is_exit_2(fmt, canonical, tmp_path):
     """The scratch files a framework writes on the way count too. (torch's own
