@@ -15,9 +15,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from ..analysis.cost import report
 from ..ir.blocks import BLOCK_TYPES
@@ -29,6 +27,9 @@ from ..ir.norms import NORM_TYPES, NORMS_BY_KIND
 from ..version import __version__
 from .naming import KerasNames, fstring
 from .pyformat import call, split_args
+
+if TYPE_CHECKING:  # imported by environment(): the cost commands use no template
+    import jinja2
 
 
 def template_dir() -> Path:
@@ -45,27 +46,27 @@ def template_dir() -> Path:
 _ENV: jinja2.Environment | None = None
 
 
-class _TemplateCache(jinja2.FileSystemBytecodeCache):
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
     """Compiled templates kept between runs, so that a fresh process does not
     compile them all again (`mbcompile check` starts ~0.3 s sooner). Jinja keeps
     them in the system's temporary folder, in a folder private to the user, keyed
     by each template's source. A cache that cannot be read or written (a full or
     read-only disk, a damaged file) is passed over: it never fails a run."""
+    import jinja2
 
-    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            super().load_bytecode(bucket)
-        except Exception:
-            bucket.reset()
+    class TemplateCache(jinja2.FileSystemBytecodeCache):
+        def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+            try:
+                super().load_bytecode(bucket)
+            except Exception:
+                bucket.reset()
 
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        with contextlib.suppress(OSError):
-            super().dump_bytecode(bucket)
+        def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+            with contextlib.suppress(OSError):
+                super().dump_bytecode(bucket)
 
-
-def _bytecode_cache() -> jinja2.BytecodeCache | None:
     try:
-        return _TemplateCache()
+        return TemplateCache()
     except (OSError, RuntimeError):  # no usable temporary folder
         return None
 
@@ -73,6 +74,8 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
 def environment() -> jinja2.Environment:
     global _ENV
     if _ENV is None:
+        import jinja2
+
         _ENV = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(template_dir())),
             undefined=jinja2.StrictUndefined,
