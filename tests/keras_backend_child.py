@@ -5,6 +5,7 @@ backend when it is imported): `KERAS_BACKEND=jax python keras_backend_child.py D
 DIR holds `cases.json` (spec path and overrides per case) and, per case i,
 `weights_i.npz` (the arrays of `model.get_weights()`) and `images_i.npy` (NHWC).
 Writes `outputs_<backend>.npz` with each case's outputs under `i/<output name>`.
+The test's own process computes its backend's outputs with `outputs` below.
 """
 
 from __future__ import annotations
@@ -42,13 +43,24 @@ def run(model, images: np.ndarray, backend: str):
     return model(images, training=False)
 
 
+def outputs(model, images: np.ndarray, index: int) -> dict[str, np.ndarray]:
+    """{"<case index>/<output name>": array}; a single output (a classifier's) is
+    named "logits"."""
+    result = run(model, images, keras.backend.backend())
+    named = result if isinstance(result, dict) else {"logits": result}
+    return {
+        f"{index}/{name}": keras.ops.convert_to_numpy(value)
+        for name, value in named.items()
+    }
+
+
 def main(workdir: Path) -> None:
     backend = keras.backend.backend()
     if backend == "jax":
         skip_random_initialisation_under_jax()
     sources = workdir / backend  # each process imports its own module files
     sources.mkdir()
-    outputs = {}
+    found = {}
     for index, case in enumerate(json.loads((workdir / "cases.json").read_text())):
         _, graph = compiler.load_and_expand(case["spec"], tuple(case["overrides"]))
         module = import_source(compiler.generate(graph, "keras"), sources)
@@ -56,11 +68,8 @@ def main(workdir: Path) -> None:
         with np.load(workdir / f"weights_{index}.npz") as arrays:
             model.set_weights([arrays[f"arr_{i}"] for i in range(len(arrays.files))])
         images = np.load(workdir / f"images_{index}.npy")
-        result = run(model, images, backend)
-        named = result if isinstance(result, dict) else {"logits": result}
-        for name, value in named.items():
-            outputs[f"{index}/{name}"] = keras.ops.convert_to_numpy(value)
-    np.savez(workdir / f"outputs_{backend}.npz", **outputs)
+        found.update(outputs(model, images, index))
+    np.savez(workdir / f"outputs_{backend}.npz", **found)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The generated Keras code computes the same logits on every Keras 3 backend.
 
-Keras fixes its backend when it is imported, so each backend runs in its own process
-(tests/keras_backend_child.py) with KERAS_BACKEND=tensorflow, jax or torch: the same
-generated source, the same weights (random, batch-norm statistics measured on the
-input as in tests/helpers.randomize_keras, written once by this process) and the
+Keras fixes its backend when it is imported, so the test's process runs the models
+under its own backend (TensorFlow in the suite) and each other backend runs in a
+process of its own (tests/keras_backend_child.py, KERAS_BACKEND=jax or torch): the
+same generated source, the same weights (random, batch-norm statistics measured on
+the input as in tests/helpers.randomize_keras, written once by this process) and the
 same input. Under test: V1 and V3-Small, an example with named feature outputs, the
 example of the layer units (mixed convs split and joined with keras.ops, CondConv's
 per-sample kernels, BlurPool's constant filter) and timm specs: MobileNetV4-Hybrid-M
@@ -52,6 +53,10 @@ LOGITS_BOUND = 1e-5  # see the module docstring
 TOLERANCE_LOGITS = {"mobilenetv4_hybrid_medium-resolution=128"}
 CHILD = Path(__file__).with_name("keras_backend_child.py")
 CHILD_TIMEOUT = 900  # seconds; a hung backend fails the test instead of CI
+# JAX's child compiles each case with XLA's LLVM optimisation off: for two images a
+# case, compiling is most of its work (the nine cases: 48 s at the default level,
+# 22 s at 0). Float results do not change (XLA's CPU fast-math is off either way).
+JAX_XLA_FLAGS = "--xla_backend_optimization_level=0"
 
 # Each case is built and traced by every backend (JAX compiles it), so they are kept
 # few and small: V1 (keras.applications' padding and layout), V3-Small (squeeze-
@@ -79,8 +84,14 @@ CASE_IDS = [
 
 @pytest.fixture(scope="module")
 def backend_outputs(tmp_path_factory) -> dict[str, dict[str, np.ndarray]]:
-    """{backend: {"<case index>/<output name>": array}} from one process each."""
+    """{backend: {"<case index>/<output name>": array}}: this process's backend's
+    own, the others' from one process each."""
+    import keras
+    from keras_backend_child import outputs as outputs_of
+
+    here = keras.backend.backend()
     workdir = tmp_path_factory.mktemp("keras_backends")
+    outputs = {here: {}}
     for index, (spec, overrides) in enumerate(CASES):
         _, graph, model = build(spec, "keras", workdir, overrides)
         pixels = expects_pixels(graph)
@@ -88,12 +99,13 @@ def backend_outputs(tmp_path_factory) -> dict[str, dict[str, np.ndarray]]:
         randomize_keras(model, calibration.transpose(0, 2, 3, 1), index, graph)
         np.savez(workdir / f"weights_{index}.npz", *model.get_weights())
         images = random_images(graph, seed=1, pixels=pixels).transpose(0, 2, 3, 1)
-        np.save(workdir / f"images_{index}.npy", np.ascontiguousarray(images))
+        images = np.ascontiguousarray(images)
+        np.save(workdir / f"images_{index}.npy", images)
+        outputs[here].update(outputs_of(model, images, index))
     cases = [{"spec": str(spec), "overrides": list(o)} for spec, o in CASES]
     (workdir / "cases.json").write_text(json.dumps(cases))
-    outputs = {}
-    for backend in BACKENDS:
-        env = dict(os.environ, KERAS_BACKEND=backend)
+    for backend in (b for b in BACKENDS if b != here):
+        env = dict(os.environ, KERAS_BACKEND=backend, XLA_FLAGS=JAX_XLA_FLAGS)
         done = subprocess.run(
             [sys.executable, str(CHILD), str(workdir)],
             env=env,
@@ -110,7 +122,7 @@ def backend_outputs(tmp_path_factory) -> dict[str, dict[str, np.ndarray]]:
 
 def test_every_backend_ran_every_case(backend_outputs):
     names = {b: sorted(outputs) for b, outputs in backend_outputs.items()}
-    assert list(names) == list(BACKENDS)
+    assert sorted(names) == sorted(BACKENDS)
     assert names["jax"] == names["tensorflow"] == names["torch"]
     assert {key.split("/")[0] for key in names["tensorflow"]} == {
         str(i) for i in range(len(CASES))
