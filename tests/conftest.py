@@ -7,13 +7,15 @@ import signal
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-# Under pytest-xdist two workers share the two cores, and torch's OpenMP threads (as
-# many as cores, per worker) spin against each other and against TensorFlow's: the
-# learning test's PyTorch training took 351 s there, against 126 s on one thread on
-# a quiet machine. One OpenMP thread per worker; TensorFlow keeps its own pool (its
-# thread count changes the Keras training's float rounding, and so its outcome).
+# Under pytest-xdist two workers share the two cores, and each framework's thread
+# pools (as many threads as cores, per worker) spin against each other: the learning
+# test's PyTorch training took 351 s there, against 126 s on one thread on a quiet
+# machine, and tests/test_keras_applications.py in two workers 90-99 s against
+# 77-79 s with one TensorFlow op thread each. One OpenMP thread and one TensorFlow
+# intra-op thread per worker.
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import pytest
 
