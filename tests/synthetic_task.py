@@ -42,7 +42,7 @@ TRAIN_IMAGES, HELD_OUT_IMAGES = 4000, 1000
 # sets the order of its sums and so their rounding, which 500 steps amplify: on
 # this task one thread ended at 96.6% held out, its int8 TFLite file agreeing with
 # the float model on 97.4% of the calibration images; two threads, 98.4% and 99.6%.
-# Fixed, the outcome does not depend on the machine's cores or the test's workers.
+# Fixed, the outcome depends neither on the machine's cores nor on pytest's workers.
 KERAS_THREADS = 2
 
 # The recipe, the same in both frameworks: AdamW, the learning rate warmed up
