@@ -190,8 +190,9 @@ def randomize_torch(model, images: np.ndarray, seed: int = 0) -> None:
     mixed very different kernels, statistics measured on some images fitted others
     poorly, and activations of other images grew to std 114 in the last stage of
     tf_efficientnet_cc_b1_8e (6253 with statistics of 32 images), where float32
-    rounding alone (timm's own) reached 2% of its logits. Scaled, routing still varies from image to image (and its bias at full
-    scale from expert to expert), and logits stay under |8|.
+    rounding alone (timm's own) reached 2% of its logits. Scaled, routing still
+    varies from image to image (and its bias at full scale from expert to expert),
+    and logits stay under |8|.
     """
     import torch
 

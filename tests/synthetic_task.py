@@ -17,16 +17,13 @@ The model is the generated MobileNetV3-Small at width 0.5 and 64x64 with 10 clas
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from helpers import import_source
+from helpers import import_source, run_python
 from mbcompile import compiler
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,25 +233,21 @@ def train_keras(model, task: Task, evaluate_every: int = 0) -> Curve:
 def train_keras_in_child(folder: Path) -> tuple[Path, Curve]:
     """train_keras from the spec's initialisation (seed 0) in a fresh process with
     KERAS_THREADS op threads: the trained weights (`.weights.h5`) and the curve."""
-    env = {
-        **os.environ,
-        "TF_NUM_INTRAOP_THREADS": str(KERAS_THREADS),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    done = subprocess.run(
-        [sys.executable, __file__, str(folder)],
-        env=env,
-        capture_output=True,
-        text=True,
+    done = run_python(
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from pathlib import Path\n"
+        "import synthetic_task\n"
+        f"synthetic_task.train_keras_here(Path({str(folder)!r}))\n",
+        env={"TF_NUM_INTRAOP_THREADS": str(KERAS_THREADS)},
         timeout=1800,
-        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     curve = Curve(**json.loads((folder / "curve.json").read_text()))
     return folder / "trained.weights.h5", curve
 
 
-def _train_keras_here(folder: Path) -> None:
+def train_keras_here(folder: Path) -> None:
+    """train_keras_in_child's process: trains and writes both files to `folder`."""
     import keras
 
     module = build_module("keras", folder)
@@ -263,7 +256,3 @@ def _train_keras_here(folder: Path) -> None:
     curve = train_keras(model, Task.make())
     model.save_weights(folder / "trained.weights.h5")
     (folder / "curve.json").write_text(json.dumps(asdict(curve)))
-
-
-if __name__ == "__main__":  # train_keras_in_child's process
-    _train_keras_here(Path(sys.argv[1]))
