@@ -9,7 +9,9 @@ inputs:
 
 - PyTorch: `torch.export` (dynamic batch, saved and reloaded as .pt2), ONNX through
   the dynamo exporter run by onnxruntime, and `torch.jit.script` (saved and reloaded);
-- Keras: `.keras` save and load, and TFLite conversion run by the LiteRT interpreter.
+- Keras: `.keras` save and load, and TFLite conversion as `mbcompile export` makes it
+  (formats.keras_to_tflite: a frozen function, its serving signature written in)
+  run by the LiteRT interpreter.
 
 Each exported artefact must reproduce the eager model's float32 outputs within
 TOLERANCE, at a batch size other than the one it was exported with. Canonical
@@ -39,6 +41,7 @@ from helpers import (
     xnnpack_partitions,
 )
 from mbcompile import compiler
+from mbcompile.export import formats
 
 # Keras 3.15 converts tensors with np.array(x, copy=False) internally; NumPy 2 warns
 # on every weight. Not ours to fix, and it would drown this file's log.
@@ -305,12 +308,12 @@ def test_keras_save_and_load(case, tmp_path):
 
 
 def test_tflite_runs_in_litert(case):
-    """float32 TFLite conversion, run by the LiteRT interpreter, matches Keras."""
-    import tensorflow as tf
+    """float32 TFLite conversion, run by the LiteRT interpreter through its serving
+    signature (outputs by name), matches Keras."""
     from ai_edge_litert.interpreter import Interpreter
 
     model = case.keras_model
-    flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    flatbuffer = formats.keras_to_tflite(model)
     interpreter = Interpreter(model_content=flatbuffer)
     assert xnnpack_partitions(interpreter) == 1
     assert all(d["dtype"] == np.float32 for d in interpreter.get_input_details())
@@ -341,10 +344,9 @@ def test_every_spec_is_one_xnnpack_partition(spec, tmp_path):
     import contextlib
     import io
 
-    import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
     _, _, model = build(spec, "keras", tmp_path, ["resolution=64"])
     with contextlib.redirect_stdout(io.StringIO()):  # the converter's chatter
-        flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+        flatbuffer = formats.keras_to_tflite(model)
     assert xnnpack_partitions(Interpreter(model_content=flatbuffer)) == 1

@@ -49,6 +49,7 @@ from mbcompile import compiler
 from mbcompile.analysis.cost import node_cost
 from mbcompile.backends.weights import param_ops
 from mbcompile.checkpoints.key_layouts import GEMMA3N_VISION_PREFIX, gemma3n_vision
+from mbcompile.export import formats
 from mbcompile.frontend import conventions
 from mbcompile.ir.graph import Graph
 from mbcompile.ir.norms import NORM_MODELS, NORM_TYPES, Norm
@@ -429,9 +430,9 @@ def test_tiny_exports_from_pytorch(tiny_models, tmp_path):
 
 def test_tiny_exports_from_keras(tiny_models, tmp_path):
     """The .keras file reloads (GELU-tanh is registered when the generated module
-    is imported) and the float32 TFLite model, run by LiteRT, agrees."""
+    is imported) and the float32 TFLite model (as `mbcompile export` converts it),
+    run by LiteRT, agrees."""
     import keras
-    import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
     _, model, images = tiny_models
@@ -440,7 +441,7 @@ def test_tiny_exports_from_keras(tiny_models, tmp_path):
     model.save(tmp_path / "tiny.keras")
     reloaded = keras.models.load_model(tmp_path / "tiny.keras")
     assert difference(want, np.asarray(reloaded(nhwc, training=False))) <= TOLERANCE
-    flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    flatbuffer = formats.keras_to_tflite(model)
     interpreter = Interpreter(model_content=flatbuffer)
     (name,) = interpreter.get_signature_list()["serving_default"]["inputs"]
     (got,) = interpreter.get_signature_runner()(**{name: nhwc}).values()
