@@ -3,8 +3,9 @@ it in each framework (tests/test_learning.py; benchmarks/learning_curves.py prin
 curves).
 
 Ten classes: five shapes (disk, ring, square, triangle, cross) in two colour families
-(warm: red dominant, cool: blue dominant), drawn at random position, size and rotation
-on a random grey background with Gaussian noise, 64x64. Generated with NumPy alone
+(warm: red dominant, cool: blue dominant), drawn at random position, size (radius a
+quarter to a third of the image) and rotation on a random grey background with
+Gaussian noise, 64x64. Generated with NumPy alone
 from fixed seeds: no downloads, the same images on every machine. The training and
 held-out sets come from different seeds, so no held-out image is a training image.
 Colour alone gives two classes' worth of information and shape alone five: reaching
@@ -36,10 +37,10 @@ SHAPES = ("disk", "ring", "square", "triangle", "cross")
 TRAIN_SEED, HELD_OUT_SEED = 0, 1
 TRAIN_IMAGES, HELD_OUT_IMAGES = 4000, 1000
 # TensorFlow's op threads while Keras trains (train_keras_in_child). Their number
-# sets the order of its sums and so their rounding, which 500 steps amplify: on
-# this task one thread ended at 96.6% held out, its int8 TFLite file agreeing with
-# the float model on 97.4% of the calibration images; two threads, 98.4% and 99.6%.
-# Fixed, the outcome depends neither on the machine's cores nor on pytest's workers.
+# sets the order of its sums and so their rounding, which hundreds of steps amplify
+# (on this task's first, harder version, one thread ended at 96.6% held out and two
+# at 98.4%). Fixed, the outcome depends neither on the machine's cores nor on
+# pytest's workers.
 KERAS_THREADS = 2
 
 # The recipe, the same in both frameworks: AdamW, the learning rate warmed up
@@ -47,8 +48,10 @@ KERAS_THREADS = 2
 # logits with label smoothing, batches drawn by a seeded permutation of the training
 # set. Label smoothing (timm's default, 0.1) keeps the logits within a few units:
 # without it they grow to ~30 and int8's output step (range/256) to ~0.2, enough to
-# tie the two largest logits of 1% of the held-out images.
-STEPS = 500
+# tie the two largest logits of 1% of the held-out images. 250 steps of 64 images
+# (four epochs): PyTorch reaches 99.4%, 99.4% and 98.7% held out from initialisation
+# seeds 0, 1 and 2; most of it comes late, as the rate falls (200 steps: 86%).
+STEPS = 250
 BATCH = 64
 LEARNING_RATE = 1e-2
 WEIGHT_DECAY = 1e-4
@@ -64,7 +67,7 @@ def images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     shape, warm = labels // 2, labels % 2 == 0
     n = count
     centre = rng.uniform(0.3, 0.7, (2, n, 1, 1)) * RESOLUTION
-    radius = rng.uniform(0.18, 0.32, (n, 1, 1)) * RESOLUTION
+    radius = rng.uniform(0.25, 0.35, (n, 1, 1)) * RESOLUTION
     angle = rng.uniform(0, 2 * np.pi, (n, 1, 1))
     grid = np.arange(RESOLUTION) + 0.5
     dy = (grid[None, :, None] - centre[0]) / radius
@@ -94,7 +97,7 @@ def images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     foreground = np.stack([red, green, blue], axis=1)[:, :, None, None]
     background = rng.uniform(0.0, 0.4, (n, 1, 1, 1))
     picture = np.where(mask[:, None], foreground, background)
-    picture = picture + rng.normal(0.0, 0.08, picture.shape)
+    picture = picture + rng.normal(0.0, 0.05, picture.shape)
     picture = np.clip(picture, 0.0, 1.0) * 2.0 - 1.0
     return picture.astype(np.float32), labels.astype(np.int64)
 

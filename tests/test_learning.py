@@ -1,20 +1,26 @@
-"""A generated model learns, in both frameworks, and keeps its accuracy in int8.
+"""A generated model learns, and keeps its accuracy in int8 in both frameworks'
+deployment formats.
 
 The generated MobileNetV3-Small at width 0.5 and 64x64 with ten classes is trained
-from its own initialisation on the synthetic shapes-and-colours task of
-tests/synthetic_task.py (500 steps of 64 images, the same recipe in PyTorch and in
-Keras, which trains in a process of its own with TensorFlow's thread count fixed)
-and must reach 90% on the held-out images. The trained models are then
-quantized after training to int8: PyTorch through PT2E (tests/int8.py; its int8
+in PyTorch from its own initialisation on the synthetic shapes-and-colours task of
+tests/synthetic_task.py (250 steps of 64 images) and must reach 90% on the held-out
+images. The trained model is then quantized after training to int8 and must stay
+within one point of its float accuracy: through PT2E (tests/int8.py; its int8
 arithmetic run by PyTorch in the default run, lowered to ExecuTorch's XNNPACK
 backend and run by the ExecuTorch runtime with `-m slow`, and through `mbcompile
-export --format executorch --int8`, slow too), Keras through `mbcompile export
---int8` (TFLite full-integer, as a user deploys it, run by LiteRT); each int8
-model must stay within one point of its float model's held-out accuracy.
+export --format executorch --int8`, slow too), and through `mbcompile export --int8`
+to TFLite full-integer from the PyTorch checkpoint, as a user deploys a model
+trained in PyTorch (the generated Keras model, LiteRT).
+
+Training the generated Keras model with the same recipe (in a process of its own,
+TensorFlow's thread count fixed) is `slow`: the default run already shows that one
+training step of the Keras model equals PyTorch's (tests/test_training.py: weights
+and batch-norm statistics after an SGD step, in float64), so the Keras run adds a
+second optimizer's implementation, not a property of the generated code.
 
 The spec is compiled with `conventions.bn_momentum=0.1` (PyTorch's default, timm's):
 torchvision's 0.01 averages batch-norm statistics over ~100 steps, made for its
-600-epoch schedule; after a 500-step run they lag the weights and the float model
+600-epoch schedule; after a short run they lag the weights and the float model
 evaluates at chance level. It is a spec value, the one place to change it.
 """
 
@@ -37,9 +43,8 @@ from mbcompile import compiler
 
 LEARNED = 0.90  # held-out accuracy a trained float model must reach
 # The loss starts at ln 10 = 2.30; label smoothing 0.1 puts its floor at 0.50. The
-# first 50 steps' mean is ~1.9, the last 50's 0.57 in PyTorch and, in Keras, below
-# 0.63 with two TensorFlow threads but 0.66 with one: a third would be at the mercy
-# of rounding, so the loss must halve.
+# first 50 steps' mean is 1.6-1.9, the last 50's 0.58-0.62 in PyTorch (initialisation
+# seeds 0-2): a third would be at the mercy of rounding, so the loss must halve.
 LOSS_FALL = 2  # the last 50 steps' mean below the first 50 steps' over this
 INT8_LOSS = 0.01  # int8 within one point of float
 BATCH = 100  # static batch of the int8 models (the held-out set is 10 of them)
@@ -69,6 +74,17 @@ def torch_trained(task, tmp_path_factory):
     model = module.build_model(num_classes=10)
     curve = task_module.train_torch(model, task)
     return model, curve
+
+
+@pytest.fixture(scope="module")
+def torch_weights(torch_trained, tmp_path_factory):
+    """The trained model's state_dict saved as a user saves it."""
+    import torch
+
+    model, _ = torch_trained
+    path = tmp_path_factory.mktemp("trained") / "trained.pt"
+    torch.save(model.state_dict(), path)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +124,7 @@ def test_torch_learns(task, torch_trained, figures):
     assert_learned("PyTorch", curve, predict_torch(model, task.test_x), task, figures)
 
 
+@pytest.mark.slow
 def test_keras_learns(task, keras_trained, figures):
     model, curve, _ = keras_trained
     assert_learned("Keras", curve, predict_keras(model, task.test_x), task, figures)
@@ -199,26 +216,22 @@ def export_int8(task: Task, weights, fmt: str, path) -> str:
 
 
 @pytest.mark.slow
-def test_executorch_int8_export(task, torch_trained, figures, tmp_path):
+def test_executorch_int8_export(task, torch_weights, figures, tmp_path):
     """`mbcompile export --format executorch --int8` of the trained PyTorch
     weights (PT2E, XNNPACK) agrees with the float model on 99% of the
     calibration images, or the command would refuse it."""
-    import torch
-
-    model, _ = torch_trained
-    weights = tmp_path / "trained.pt"
-    torch.save(model.state_dict(), weights)
-    agreement = export_int8(task, weights, "executorch", tmp_path / "int8.pte")
+    agreement = export_int8(task, torch_weights, "executorch", tmp_path / "int8.pte")
     figures.append(f"int8: mbcompile export executorch: {agreement}")
 
 
-def test_tflite_full_integer(task, keras_trained, figures, tmp_path):
-    """`mbcompile export --int8` of the trained Keras weights, as a user deploys
-    them: the command itself refuses a file whose top-1 class agrees with the float
-    model's on under 99% of the calibration images."""
-    model, _, weights = keras_trained
+def test_tflite_full_integer(task, torch_trained, torch_weights, figures, tmp_path):
+    """`mbcompile export --format tflite --int8` of the PyTorch checkpoint, as a
+    user deploys a model trained in PyTorch: the command loads it into the generated
+    Keras model, converts and itself refuses a file whose top-1 class agrees with
+    the float model's on under 99% of the calibration images."""
+    model, _ = torch_trained
     path = tmp_path / "int8.tflite"
-    agreement = export_int8(task, weights, "tflite", path)
+    agreement = export_int8(task, torch_weights, "tflite", path)
     flatbuffer = path.read_bytes()
     counts = graph_counts()
     ops = tflite_ops(flatbuffer)
@@ -244,7 +257,7 @@ def test_tflite_full_integer(task, keras_trained, figures, tmp_path):
     logits = np.concatenate(
         [int8_model(x.transpose(0, 2, 3, 1)) for x in held_out_batches(task)]
     )
-    float_accuracy = accuracy(predict_keras(model, task.test_x), task.test_y)
+    float_accuracy = accuracy(predict_torch(model, task.test_x), task.test_y)
     int8_accuracy = accuracy(logits, task.test_y)
     figures.append(f"int8: mbcompile export tflite: {agreement}")
     assert_int8_kept("TFLite", int8_accuracy, float_accuracy, figures)
