@@ -66,13 +66,14 @@ ON_DEMAND = ("slow", "timm_family")
 FIRST = (
     "test_learning.py",
     "test_export_command.py",
-    "test_timm.py",
-    "test_outputs.py",
-    "test_precommit.py",
-    "test_checkpoints.py",
+    "test_keras_applications.py",
     "test_keras_backends.py",
     "test_docs.py",
-    "test_keras_applications.py",
+    "test_outputs.py",
+    "test_timm.py",
+    "test_init.py",
+    "test_checkpoints.py",
+    "test_cross_backend.py",
     "test_export.py",
 )
 
