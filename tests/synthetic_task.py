@@ -5,11 +5,10 @@ curves).
 Ten classes: five shapes (disk, ring, square, triangle, cross) in two colour families
 (warm: red dominant, cool: blue dominant), drawn at random position, size (radius a
 quarter to a third of the image) and rotation on a random grey background with
-Gaussian noise, 64x64. Generated with NumPy alone
-from fixed seeds: no downloads, the same images on every machine. The training and
-held-out sets come from different seeds, so no held-out image is a training image.
-Colour alone gives two classes' worth of information and shape alone five: reaching
-90% needs both.
+Gaussian noise, 64x64. Generated with NumPy alone from fixed seeds: no downloads, the
+same images on every machine. The training and held-out sets come from different
+seeds, so no held-out image is a training image. Colour alone gives two classes'
+worth of information and shape alone five: reaching 90% needs both.
 
 The model is the generated MobileNetV3-Small at width 0.5 and 64x64 with 10 classes
 (`build_model(num_classes=10)`), trained from the spec's own initialisation.
