@@ -29,4 +29,5 @@ NORM = NormType(
     # and shift, "5 is just a rough estimate" per element
     per_element=lambda attrs: {"bn_ops": 5},
     check=grouping_problem,
+    helpers=frozenset({"keras_ops"}),  # its Keras layer computes from static shapes
 )
