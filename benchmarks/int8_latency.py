@@ -141,7 +141,8 @@ def torch_child(args, out: Path) -> None:
 def tflite_convert_child(args, directory: Path) -> None:
     import keras
     import numpy as np
-    from int8 import tflite_float, tflite_int8
+
+    from mbcompile.export.formats import keras_to_tflite
 
     with tempfile.TemporaryDirectory() as sources:
         for resolution in args.resolution:
@@ -152,10 +153,10 @@ def tflite_convert_child(args, directory: Path) -> None:
                 for b in calibration(resolution, 8)
             ]
             (directory / f"{resolution}_float32.tflite").write_bytes(
-                tflite_float(model)
+                keras_to_tflite(model)
             )
             (directory / f"{resolution}_int8.tflite").write_bytes(
-                tflite_int8(model, nhwc)
+                keras_to_tflite(model, calibration=np.concatenate(nhwc))
             )
             print(f"  tflite {resolution}px: converted", file=sys.stderr)
 

@@ -6,7 +6,9 @@ to phones (tests/test_learning.py; benchmarks/int8_latency.py times the results)
   output channel), lowered to ExecuTorch's XNNPACK backend and run by the ExecuTorch
   runtime.
 - Keras: TFLite full-integer conversion (int8 weights, activations, input and
-  output) calibrated on a representative dataset, run by the LiteRT interpreter.
+  output) calibrated on a representative dataset, as `mbcompile export --int8`
+  converts (mbcompile.export.formats.keras_to_tflite), run by the LiteRT
+  interpreter.
 
 Both calibrate on training images, never on the images they are evaluated on.
 """
@@ -85,31 +87,6 @@ class ExecuTorchModel:
 
 
 # ----------------------------------------------------------------------- TFLite
-
-
-def tflite_int8(model, calibration: list[np.ndarray]) -> bytes:
-    """Full-integer TFLite flatbuffer of a Keras model (NHWC calibration batches,
-    fed one image at a time as the converter expects)."""
-    import tensorflow as tf
-
-    def representative():
-        for batch in calibration:
-            for image in batch:
-                yield [image[None]]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
-
-
-def tflite_float(model) -> bytes:
-    import tensorflow as tf
-
-    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
 def tflite_ops(flatbuffer: bytes) -> Counter:
