@@ -95,7 +95,7 @@ def keras_trained(task, tmp_path_factory):
     weights, curve = task_module.train_keras_in_child(folder)
     model = task_module.build_module("keras", folder).build_model(num_classes=10)
     model.load_weights(weights)
-    return model, curve, weights
+    return model, curve
 
 
 def test_the_task_is_balanced_and_held_out(task):
@@ -126,7 +126,7 @@ def test_torch_learns(task, torch_trained, figures):
 
 @pytest.mark.slow
 def test_keras_learns(task, keras_trained, figures):
-    model, curve, _ = keras_trained
+    model, curve = keras_trained
     assert_learned("Keras", curve, predict_keras(model, task.test_x), task, figures)
 
 
