@@ -249,7 +249,7 @@ def test_rms_norm_layout_and_costs_by_hand():
     x = graph.add("input", [], "input", shape=(16, 4, 4))
     settings = NORM_MODELS["rms_norm"].model_validate({"type": "rms_norm"})
     profile = conventions.resolve("timm", "v5", {})
-    node = Norm(NORM_TYPES["rms_norm"], settings, profile).add(graph, x, "norm")
+    node = graph.add_norm(Norm(NORM_TYPES["rms_norm"], settings, profile), x, "norm")
     assert graph.node(node)["attrs"] == {"channels": 16, "eps": 1e-6}
     (op,) = param_ops(graph)
     assert op.torch_shapes == op.keras_shapes == ((16,),)

@@ -160,7 +160,7 @@ def norm_op(name: str, settings: dict, channels: int = 16, activated: bool = Tru
     x = graph.add("input", [], "input", shape=(channels, 4, 4))
     model = NORM_MODELS[name].model_validate({"type": name, **settings})
     norm = Norm(NORM_TYPES[name], model, PROFILE)
-    return graph, norm.add(graph, x, "norm", activated=activated)
+    return graph, graph.add_norm(norm, x, "norm", activated=activated)
 
 
 # name, settings, activated -> (vectors per framework, trainable params, running

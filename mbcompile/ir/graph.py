@@ -54,7 +54,7 @@ from typing import Any
 import networkx as nx
 
 from ..frontend.conventions import Conventions
-from .norms import NORM_KINDS, NORMS_BY_KIND
+from .norms import NORM_KINDS, NORMS_BY_KIND, Norm
 
 # Every norm is one op kind (its module in norms/); batch norm's is "bn".
 PARAMETRIC = ("conv", "dwconv", "condconv", *NORM_KINDS, "dense", "scale")
@@ -188,6 +188,13 @@ class Graph:
         if self._current is not None:
             self._current.nodes.append(node_id)
         return node_id
+
+    def add_norm(self, norm: Norm, x: str, name: str, activated: bool = False) -> str:
+        """The norm op `name` of `norm`'s type on `x`; `activated`: an activation
+        follows it."""
+        channels = self.shape(x)[0]
+        attrs = norm.type.attrs(norm, channels, activated)
+        return self.add(norm.type.kind, [x], name, channels=channels, **attrs)
 
     # -- reading ------------------------------------------------------------------
     def shape(self, node_id: str) -> tuple[int, ...]:

@@ -394,7 +394,7 @@ def norm_act(graph: Graph, x: str, name: str, bn: Norm | None, act: str | None) 
     """[norm `<name>.bn`] -> [activation `<name>.act`]; a norm that activates
     (EvoNorm-S0) applies the activation itself, in its own way."""
     if bn is not None:
-        x = bn.add(graph, x, f"{name}.bn", activated=act is not None)
+        x = graph.add_norm(bn, x, f"{name}.bn", activated=act is not None)
     if act is not None and not (bn is not None and bn.type.activates):
         x = graph.add("act", [x], f"{name}.act", fn=act)
     return x

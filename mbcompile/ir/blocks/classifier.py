@@ -90,7 +90,7 @@ def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
                 form=p.form,
             )
             if bn is not None:
-                x = bn.add(graph, x, f"{name}.hidden.bn")
+                x = graph.add_norm(bn, x, f"{name}.hidden.bn")
             x = graph.add("act", [x], f"{name}.act", fn=p.hidden_act)
         features = p.hidden_c
     x = graph.add("dropout", [x], f"{name}.dropout", rate=p.dropout)

@@ -102,7 +102,7 @@ def resolve(ctx: Context, row: MobileAttentionRow, stride: int, size) -> Params:
 
 def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
     shortcut = x
-    x = ctx.bn(foldable=False).add(graph, x, f"{name}.norm")
+    x = graph.add_norm(ctx.bn(foldable=False), x, f"{name}.norm")
 
     def projection(x: str, part: str, out_c: int) -> str:
         return graph.add(
@@ -136,7 +136,7 @@ def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
     queries = x
     if p.query_stride > 1:
         queries = graph.add("avgpool", [x], f"{name}.query.pool", size=p.query_stride)
-        queries = ctx.bn(foldable=False).add(graph, queries, f"{name}.query.norm")
+        queries = graph.add_norm(ctx.bn(foldable=False), queries, f"{name}.query.norm")
     queries = projection(queries, "query", p.heads * p.key_dim)
     keys = projection(downsampled("key"), "key", p.key_dim)
     values = projection(downsampled("value"), "value", p.value_dim)

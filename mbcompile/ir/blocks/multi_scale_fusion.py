@@ -140,7 +140,7 @@ def expand(graph: Graph, x: str, p: Params, name: str, ctx: Context) -> str:
     elif p.size is not None:
         x = graph.add("resize", [x], f"{name}.resize", size=p.size, mode="bilinear")
     # after pooling or resizing: no conv to fold into
-    return ctx.bn(foldable=False).add(graph, x, f"{name}.norm")
+    return graph.add_norm(ctx.bn(foldable=False), x, f"{name}.norm")
 
 
 BLOCK = BlockType(

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
 from ...frontend.conventions import Conventions
 from ...frontend.fields import MAX_CHANNELS, Positive, Strict, check
-
-if TYPE_CHECKING:
-    from ..graph import Graph
 
 
 @dataclass(frozen=True)
@@ -62,12 +59,6 @@ class Norm:
     settings: Any
     conventions: Conventions
     foldable: bool = True
-
-    def add(self, graph: Graph, x: str, name: str, activated: bool = False) -> str:
-        """The norm op `name` on `x`; `activated`: an activation follows it."""
-        channels = graph.shape(x)[0]
-        attrs = self.type.attrs(self, channels, activated)
-        return graph.add(self.type.kind, [x], name, channels=channels, **attrs)
 
 
 def eps_attrs(norm: Norm, channels: int, activated: bool) -> dict[str, Any]:
