@@ -169,9 +169,11 @@ def test_the_check_can_fail(timm_folder, tmp_path, monkeypatch):
         formats.FORMATS, "onnx", dataclasses.replace(real, produce=perturbed)
     )
     target = tmp_path / "bad.onnx"
+    # a fixed batch: exporting a dynamic one takes twice as long and is not the point
     code, _, err = export(
-        NAME, "--set", SMALL, "--weights", folder, "--format", "onnx", "-o", target
-    )
+        NAME, "--set", SMALL, "--weights", folder, "--format", "onnx", "-o", target,
+        "--batch", "1",
+    )  # fmt: skip
     assert code == 2, err
     (line,) = err.splitlines()
     assert "the onnx file differs from the eager model" in line
@@ -306,7 +308,7 @@ def test_fine_tuning_export(canonical, tmp_path):
     weights, _, _ = canonical
     code, _, err = export(
         "v3_small", "--set", SMALL, "--set", "num_classes=10", "--weights", weights,
-        "--format", "pt2", "-o", tmp_path / "ten.pt2",
+        "--format", "pt2", "-o", tmp_path / "ten.pt2", "--batch", "1",
     )  # fmt: skip
     assert code == 0, err
     assert "left classifier.3.weight, classifier.3.bias at their initialisation" in err
@@ -336,7 +338,7 @@ def test_a_file_size_limit_during_export_is_exit_2(fmt, canonical, tmp_path):
     path = target(tmp_path, "limited", fmt)
     argv = [
         "export", "v3_small", "--set", SMALL, "--weights", str(weights),
-        "--format", fmt, "-o", str(path), "-q",
+        "--format", fmt, "-o", str(path), "-q", "--batch", "1",
     ]  # fmt: skip
     done = run_limited(argv, 50_000)
     assert done.returncode == 2, done.stderr
