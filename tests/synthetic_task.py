@@ -47,10 +47,14 @@ KERAS_THREADS = 2
 # logits with label smoothing, batches drawn by a seeded permutation of the training
 # set. Label smoothing (timm's default, 0.1) keeps the logits within a few units:
 # without it they grow to ~30 and int8's output step (range/256) to ~0.2, enough to
-# tie the two largest logits of 1% of the held-out images. 250 steps of 64 images
-# (four epochs): PyTorch reaches 99.4%, 99.4% and 98.7% held out from initialisation
-# seeds 0, 1 and 2; most of it comes late, as the rate falls (200 steps: 86%).
-STEPS = 250
+# tie the two largest logits of 1% of the held-out images. 300 steps of 64 images
+# (4.8 epochs): PyTorch reaches 99.4%, 99.6% and 99.9% held out from initialisation
+# seeds 0, 1 and 2, and their int8 TFLite files agree with them on 100%, 100% and
+# 99.8% of the calibration images (an AVX-512 Xeon, one thread). Most of it comes
+# late, as the rate falls, and how a run rounds depends on the CPU's kernels: 250
+# steps reached 99.4% from seed 0 on one machine and 95.9% on another, whose int8
+# file agreed on 99.2%, next to the export's 99% floor.
+STEPS = 300
 BATCH = 64
 LEARNING_RATE = 1e-2
 WEIGHT_DECAY = 1e-4

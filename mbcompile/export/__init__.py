@@ -40,12 +40,12 @@ from ..extras import require
 from ..files import NO_INPUTS, Inputs, check_target, quiet_streams
 from ..ir.graph import Graph
 from ..version import __version__
+from . import validate
 from .formats import FORMATS, INPUT_NAME, Format
 
 __all__ = ["FORMATS", "ExportOptions", "ExportReport", "export"]
 
 DEFAULT_TOLERANCE = 1e-4  # x max(1, |output|): the tests' TOLERANCE
-INT8_AGREEMENT = 0.99  # top-1 agreement of an int8 file with the float model
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,8 @@ class ExportReport:
         if self.agreement is not None:
             lines.append(
                 f"  int8: top-1 agreement {self.agreement:.1%} with the float model "
-                f"(needed {INT8_AGREEMENT:.0%}); worst |difference| {self.worst:.3g} "
-                f"(max |output| {self.scale:.3g})"
+                f"(needed {validate.INT8_AGREEMENT:.0%}); "
+                f"worst |difference| {self.worst:.3g} (max |output| {self.scale:.3g})"
             )
         else:
             lines.append(
@@ -136,7 +136,6 @@ def export(
     _check_target(fmt, target, inputs)
     say = progress or (lambda line: None)
     clock = _Clock(say)
-    from . import validate
     from .model import live_model
 
     step = (

@@ -22,6 +22,8 @@ from ..files import read_input
 from ..ir.graph import Graph
 from .formats import Format
 
+INT8_AGREEMENT = 0.99  # top-1 agreement of an int8 file with the float model
+
 MAX_IMAGES_BYTES = 4 * 1024**3
 RANDOM_COUNT, SEED = 4, 0  # validation images when the user gives none
 
@@ -124,11 +126,11 @@ def compare(fmt: Format, built, artefact, images, sizes, calibration, options) -
                 scale = max(scale, float(np.abs(want).max()))
     if options.int8:
         agreement = _agreement(built, run, calibration, sizes[0], fmt)
-        if agreement < 0.99:
+        if agreement < INT8_AGREEMENT:
             raise SpecError(
                 f"the int8 {fmt.name} file's top-1 class agrees with the float "
                 f"model's on {agreement:.1%} of the {len(calibration)} calibration "
-                "images, under 99%; nothing written"
+                f"images, under {INT8_AGREEMENT:.0%}; nothing written"
             )
         return Check(worst, scale, agreement)
     if worst > options.atol * scale:
