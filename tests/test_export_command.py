@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -222,9 +223,9 @@ def test_refusals_are_one_line(timm_folder, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_int8_refuses_a_file_that_disagrees(tmp_path):
     """With random weights, the float model's two best logits lie within int8's
-    rounding error of each other on a third of the images (64% top-1 agreement for
-    these, ten classes): the command refuses the file, exit 2, nothing written.
-    A trained model's int8 export passes (tests/test_learning.py)."""
+    rounding error of each other on a third of the images (top-1 agreement 64.1% on
+    one CPU, 62.5% on another, ten classes): the command refuses the file, exit 2,
+    nothing written. A trained model's int8 export passes (tests/test_learning.py)."""
     from reference_models import create, import_timm
 
     model = create(NAME, num_classes=10)
@@ -240,8 +241,9 @@ def test_int8_refuses_a_file_that_disagrees(tmp_path):
         tmp_path / "calibration.npy", "-o", path,
     )  # fmt: skip
     assert code == 2
-    assert "top-1 class agrees with the float model's on 64.1%" in err, err
-    assert "nothing written" in err
+    found = re.search(r"agrees with the float model's on ([\d.]+)% of the 64 ", err)
+    assert found and float(found[1]) < 90, err
+    assert "under 99%; nothing written" in err
     assert not path.exists()
 
 
