@@ -75,9 +75,12 @@ def mixed_conv(
     where "same" is not exact."""
     ins = split_channels(x.shape[-1], len(kernels))
     outs = split_channels(filters, len(kernels))
-    ends = [sum(ins[: i + 1]) for i in range(len(ins) - 1)]
+    starts = [sum(ins[:i]) for i in range(len(ins))]
     parts = []
-    for i, part in enumerate(ops.split(x, ends, axis=-1)):
+    for i, start in enumerate(starts):
+        # A static slice: ops.split of unequal parts lowers to TFLite's SPLIT_V,
+        # which XNNPACK does not take (every MixConv split its partition).
+        part = x[..., start : start + ins[i]]
         pad = None if pads is None else pads[i]
         part, padding = padded(part, pad, f"{name}_pad_{i}")
         if depthwise:

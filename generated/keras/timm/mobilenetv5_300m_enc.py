@@ -271,10 +271,16 @@ def multi_scale_fusion(scales, filters: int, expanded: int, act: str, upsample, 
     -> average pooling by `pool` -> norm (timm's MobileNetV5MultiScaleFusionAdapter)."""
     prefix = "msfa_"
     enlarged = []
-    for i, (x, factor) in enumerate(zip(scales, upsample, strict=True)):
+    for x, factor in zip(scales, upsample, strict=True):
         if factor > 1:
-            name = f"{prefix}upsample{i}"
-            x = layers.UpSampling2D(factor, interpolation="nearest", name=name)(x)
+            # Nearest upsampling as copies concatenated and reshaped, all shapes
+            # static: UpSampling2D lowered to TFLite's SHAPE and TILE of the dynamic
+            # batch, which XNNPACK does not take.
+            _, height, width, channels = x.shape
+            x = ops.concatenate([x] * factor, axis=-1)  # each pixel `factor` times
+            x = ops.reshape(x, (-1, height, width * factor, channels))
+            x = ops.concatenate([x] * factor, axis=2)  # each row `factor` times
+            x = ops.reshape(x, (-1, height * factor, width * factor, channels))
         enlarged.append(x)
     x = enlarged[0]
     if len(enlarged) > 1:  # one stage alone is not concatenated
