@@ -345,38 +345,18 @@ NARROWED = {
     "mobilenetv5_300m",
     "mobilenetv5_300m_enc",
 }
-# CondConv's per-sample kernels (an einsum and k x k strided slices with each
-# sample's mixed kernel, keras.ops having no per-sample convolution) are not taken
-# whole by XNNPACK: these files run in more than one partition (cc_b0_4e: 2). Not
-# solved yet; the xfail is strict, so a fix shows.
-CONDCONV = {
-    f"{prefix}efficientnet_cc_{size}"
-    for prefix in ("", "tf_")
-    for size in ("b0_4e", "b0_8e", "b1_8e")
-}
-
-
-def _partition_case(spec: Path):
-    reason = "per-sample CondConv kernels split XNNPACK's partition (not solved yet)"
-    marks = [pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason)]
-    return pytest.param(
-        spec, id=spec.stem, marks=marks if spec.stem in CONDCONV else []
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "spec",
     [
-        _partition_case(spec)
+        pytest.param(spec, id=spec.stem)
         for spec in sorted(SPECS.glob("*.yaml"))
         + sorted(SPECS.glob("timm/*.yaml"))
         + sorted((ROOT / "examples").glob("*.yaml"))
     ],
 )
 def test_every_spec_is_one_xnnpack_partition(spec, tmp_path):
-    """Every spec's float TFLite file runs whole in XNNPACK (at 64x64), CondConv's
-    excepted (CONDCONV)."""
+    """Every spec's float TFLite file runs whole in XNNPACK (at 64x64)."""
     import contextlib
     import io
 

@@ -133,8 +133,8 @@ def cond_conv(
     sample's `routing` (CondConv, timm's CondConv2d), exactly as timm computes it:
     the Dense layer `name` mixes each sample's kernel (its kernel, (experts,
     out * in * k * k), is timm's weight), then a 1x1 conv is an einsum with it and
-    a depthwise one a sum of k * k shifted, strided slices (keras.ops has no
-    per-sample kernels). Only 1x1 and depthwise CondConvs occur."""
+    a depthwise one a sum of k * k shifted slices times the kernel's taps (keras.ops
+    has no per-sample kernels). Only 1x1 and depthwise CondConvs occur."""
     channels = x.shape[-1]
     fan_out = kernel * kernel * (1 if depthwise else filters)  # timm's initialisation
     mix = layers.Dense(
@@ -152,23 +152,36 @@ def cond_conv(
     if pad is None:
         same = (kernel - 1) // 2
         pad = ((same, same), (same, same))
-    x = layers.ZeroPadding2D(pad, name=name + "_pad")(x)
     span = kernel - 1
-    rows = (x.shape[1] - span - 1) // stride + 1
-    cols = (x.shape[2] - span - 1) // stride + 1
+    (top, bottom), (left, right) = pad
+    rows = (x.shape[1] + top + bottom - span - 1) // stride + 1
+    cols = (x.shape[2] + left + right - span - 1) // stride + 1
+    # XNNPACK takes slices of stride 1 only, so the taps are read from x's
+    # stride x stride phases: x[:, p::stride, q::stride] is x[:, :, p, :, q] once x,
+    # padded (or cut: the rest is never read) to stride * (rows + span // stride)
+    # rows and columns, is reshaped to (N, rows', stride, cols', stride, C).
+    high, wide = rows + span // stride, cols + span // stride
+    bottom = max(0, stride * high - x.shape[1] - top)
+    right = max(0, stride * wide - x.shape[2] - left)
+    x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=name + "_pad")(x)
+    x = x[:, : stride * high, : stride * wide, :]
+    x = ops.reshape(x, (-1, high, stride, wide, stride, channels))
+    kernels = ops.reshape(kernels, (-1, kernel, 1, kernel, 1, channels))
     out = None
     for i in range(kernel):
         for j in range(kernel):
-            top, left = i, j
+            row, col = i, j
             tap = x[
                 :,
-                top : top + stride * (rows - 1) + 1 : stride,
-                left : left + stride * (cols - 1) + 1 : stride,
+                row // stride : row // stride + rows,
+                row % stride : row % stride + 1,
+                col // stride : col // stride + cols,
+                col % stride : col % stride + 1,
                 :,
             ]
-            term = tap * kernels[:, i : i + 1, j : j + 1, :]
+            term = tap * kernels[:, i : i + 1, :, j : j + 1, :, :]
             out = term if out is None else out + term
-    return out
+    return ops.reshape(out, (-1, rows, cols, channels))
 
 
 def conv_bn_act(x, filters: int, kernel: int, stride: int, act: str, names, pad=None):
