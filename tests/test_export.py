@@ -331,12 +331,13 @@ def test_tflite_runs_in_litert(case):
         assert_close(got, expected, "LiteRT")
 
 
-# Converting a model to TFLite takes ~124 bytes of memory per parameter
-# (efficientnet_b7's 66M: 7.7 GiB at 224x224; efficientnet_l2's 480M was killed at
-# ~21 GiB at 64x64, and so was a run at 23 GiB holding efficientnetv2_xl's 208M and
-# mobilenetv5_300m's 294M): these exceed a 24 GiB machine, and are converted at width
-# 0.5, the same ops, connections and depth with fewer channels, which do not decide
-# what XNNPACK takes.
+# Converting a model to TFLite by the traced route (keras_to_tflite's default)
+# takes ~112 bytes of memory per parameter (export/memory.py): efficientnet_l2's
+# 480M were killed at ~21 GiB at 64x64, and so was a run at 23 GiB holding
+# efficientnetv2_xl's 208M and mobilenetv5_300m's 294M. These are converted here at
+# width 0.5, the same ops, connections and depth with fewer channels, which do not
+# decide what XNNPACK takes (`mbcompile export` takes the leaner SavedModel route
+# for such models: test_export_command.py exports mobilenetv5_300m so, -m slow).
 NARROWED = {
     "efficientnet_l2",
     "tf_efficientnet_l2",
@@ -345,6 +346,8 @@ NARROWED = {
     "mobilenetv5_300m",
     "mobilenetv5_300m_enc",
 }
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "spec",

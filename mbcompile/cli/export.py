@@ -79,6 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--key", metavar="NAME", help="the state_dict of a training checkpoint"
     )
+    parser.add_argument(
+        "--memory",
+        type=float,
+        metavar="GIB",
+        help="the memory the export may take (default: what the machine has "
+        "available); an export that needs more is refused before it starts",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
@@ -96,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         validate_inputs=args.validate_inputs,
         atol=args.atol,
         key=args.key,
+        memory=args.memory,
     )
     progress = None if args.quiet else (lambda line: write_stderr(f"mbcompile: {line}"))
     report = export(

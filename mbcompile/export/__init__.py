@@ -17,7 +17,9 @@ files the top-1 class must agree on at least 99% of the calibration images. Only
 then is the file written to `target` (through the one output path; a SavedModel
 folder is moved into place whole). The file carries the metadata a deployer needs
 (input name, layout, size, mean and std, class names when the checkpoint has them)
-in the format's own metadata fields.
+in the format's own metadata fields. Before anything is built, the memory the
+export needs is weighed against what the machine has (`memory`): a SpecError when
+it cannot fit, and TFLite's leaner route when its fast one would not.
 
 Frameworks are imported here only, lazily; a missing runtime is a SpecError naming
 the extra to install. `mbcompile bench` runs `formats.FORMATS[name].load(path)`.
@@ -35,12 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..analysis.cost import report as cost_report
 from ..errors import SpecError, shorten, shorten_path
 from ..extras import require
 from ..files import NO_INPUTS, Inputs, check_target, quiet_streams
 from ..ir.graph import Graph
 from ..version import __version__
-from . import validate
+from . import memory, validate
 from .formats import FORMATS, INPUT_NAME, Format
 
 __all__ = ["FORMATS", "ExportOptions", "ExportReport", "export"]
@@ -57,6 +60,7 @@ class ExportOptions:
     validate_inputs: str | Path | None = None  # .npy of images
     atol: float = DEFAULT_TOLERANCE
     key: str | None = None  # a training checkpoint's state_dict
+    memory: float | None = None  # GiB the export may take; None: what is available
 
 
 @dataclass
@@ -134,6 +138,8 @@ def export(
     fmt = _format(format, options)
     require(fmt.modules, f"exporting to {fmt.name}", extra=fmt.extra)
     _check_target(fmt, target, inputs)
+    said = options.memory is not None
+    route = memory.route(fmt.name, _parameters(graph), _memory(options), said=said)
     say = progress or (lambda line: None)
     clock = _Clock(say)
     from .model import live_model
@@ -153,11 +159,12 @@ def export(
     metadata = _metadata(built, fmt, options, batches[0])
     with tempfile.TemporaryDirectory(prefix="mbcompile-export-") as tmp:
         scratch = Path(tmp)
-        with clock(f"exporting to {fmt.name}"), _framework(scratch, fmt):
+        note = memory.ROUTES[fmt.name][route].note
+        step = f"exporting to {fmt.name}" + (f" {note}" if note else "")
+        with clock(step), _framework(scratch, fmt):
             example = validate.example(images, batches[0], fmt)
-            artefact = fmt.produce(
-                built.model, example, _Run(options, calibration), metadata, scratch
-            )
+            run = _Run(options, calibration, route)
+            artefact = fmt.produce(built.model, example, run, metadata, scratch)
         with clock(f"validating in {fmt.runtime}"), _framework(scratch, fmt):
             check = validate.compare(
                 fmt, built, artefact, images, batches, calibration, options
@@ -208,7 +215,21 @@ def _format(name: str, options: ExportOptions) -> Format:
         raise SpecError(f"--batch {options.batch}: expected 1 to 1024")
     if not 0 < options.atol < 1:
         raise SpecError(f"--atol {options.atol:g}: expected a number between 0 and 1")
+    if options.memory is not None and not 0 < options.memory <= 1 << 20:
+        raise SpecError(f"--memory {options.memory:g}: expected GiB, more than 0")
     return fmt
+
+
+def _parameters(graph: Graph) -> int:
+    costs = cost_report(graph)
+    return costs.trainable_params + costs.non_trainable_params
+
+
+def _memory(options: ExportOptions) -> float | None:
+    """Bytes the export may take: --memory, or what the machine has available."""
+    if options.memory is not None:
+        return options.memory * memory.GIB
+    return memory.available()
 
 
 def _check_target(fmt: Format, target, inputs: Inputs) -> None:
@@ -256,11 +277,12 @@ def _metadata(built, fmt: Format, options: ExportOptions, batch: int) -> dict[st
 
 @dataclass(frozen=True)
 class _Run:
-    """What a format's produce() reads: the options, and the calibration images
-    in each layout."""
+    """What a format's produce() reads: the options, the calibration images in
+    each layout, and the route that fits in memory (export.memory.ROUTES)."""
 
     options: ExportOptions
     calibration: Any
+    route: str
 
     @property
     def batch(self) -> int | None:
