@@ -15,13 +15,12 @@ child process).
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from _common import NOISE_NOTE, ROOT, SPECS
-from weights_export import measure, python
+from weights_export import make_checkpoints, measure, python
 
 sys.path.insert(0, str(ROOT))
 from mbcompile import compiler  # NumPy only, no framework
@@ -34,26 +33,7 @@ RESOLUTION = 224
 
 def parameters(spec: Path) -> int:
     _, graph = compiler.load_and_expand(spec, [f"resolution={RESOLUTION}"])
-    costs = compiler.cost_report(graph)
-    return costs.trainable_params + costs.non_trainable_params
-
-
-def checkpoint(spec: Path, folder: Path) -> Path:
-    """The spec's generated PyTorch model, randomly initialised, as .safetensors
-    (in a child process: this one stays small)."""
-    path = folder / f"{spec.stem}.safetensors"
-    code = f"""
-        import sys
-        sys.path.insert(0, {str(ROOT)!r})
-        import mbcompile
-        from safetensors.torch import save_file
-        model = mbcompile.build_model({str(spec)!r}, "torch")
-        save_file(model.state_dict(), {str(path)!r})
-    """
-    done = subprocess.run(python(code), capture_output=True, text=True, check=False)
-    if done.returncode:
-        sys.exit(f"could not make the checkpoint:\n{done.stderr}")
-    return path
+    return compiler.cost_report(graph).total_params
 
 
 def by_route(fmt: str, route: str, argv: list[str]) -> list[str]:
@@ -82,7 +62,7 @@ def main() -> None:
         for name in SPECS_MEASURED:
             spec = SPECS / "timm" / f"{name}.yaml"
             count = parameters(spec)
-            weights = checkpoint(spec, folder)
+            _, weights = make_checkpoints(folder, [], str(spec))
             print(f"{name}: {count / 1e6:.1f}M parameters at {RESOLUTION}x{RESOLUTION}")
             for fmt in args.formats:
                 routes = ROUTES[fmt]

@@ -72,16 +72,21 @@ def python(code: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(code)]
 
 
-def make_checkpoints(folder: Path, sets: list[str]) -> tuple[Path, Path]:
-    """The spec's generated PyTorch model, randomly initialised, saved as .pt and
-    .safetensors (in a child process: this one stays small)."""
-    pt, safe = folder / "b7.pt", folder / "b7.safetensors"
+def make_checkpoints(
+    folder: Path, sets: list[str], spec: str | None = None
+) -> tuple[Path, Path]:
+    """The spec's (default: the B7-sized one's) generated PyTorch model, randomly
+    initialised, saved as .pt and .safetensors (in a child process: this one stays
+    small)."""
+    spec = spec or spec_args()[0]
+    stem = "b7" if spec == spec_args()[0] else Path(spec).stem
+    pt, safe = folder / f"{stem}.pt", folder / f"{stem}.safetensors"
     code = f"""
         import sys, torch
         sys.path.insert(0, {str(ROOT)!r})
         import mbcompile
         from safetensors.torch import save_file
-        spec, sets = {spec_args()[0]!r}, {sets!r}
+        spec, sets = {spec!r}, {sets!r}
         model = mbcompile.build_model(spec, "torch", overrides=sets)
         state = model.state_dict()
         torch.save(state, {str(pt)!r})

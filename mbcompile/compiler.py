@@ -52,7 +52,7 @@ def expand(loaded: LoadedSpec) -> tuple[LoadedSpec, Graph]:
 def check_budget(loaded: LoadedSpec, graph: Graph) -> None:
     """Reject networks over MAX_PARAMS, naming the spec field of the largest block."""
     rep = cost_report(graph)
-    total = rep.trainable_params + rep.non_trainable_params
+    total = rep.total_params
     if total <= MAX_PARAMS:
         return
     biggest = max(rep.blocks, key=lambda b: b.params + b.bn_stats)

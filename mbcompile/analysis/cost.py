@@ -183,6 +183,12 @@ class Report:
         return self.total("bn_stats")
 
     @property
+    def total_params(self) -> int:
+        """Everything a checkpoint stores: trainable parameters and batch-norm
+        statistics."""
+        return self.trainable_params + self.non_trainable_params
+
+    @property
     def macs(self) -> int:
         return self.total("macs")
 
@@ -197,7 +203,7 @@ class Report:
 
     def weight_bytes(self, dtype: str) -> int:
         """All stored weights: trainable parameters and batch-norm statistics."""
-        return (self.trainable_params + self.non_trainable_params) * DTYPE_BYTES[dtype]
+        return self.total_params * DTYPE_BYTES[dtype]
 
     def peak_activation_bytes(self, dtype: str) -> int:
         return self.peak_activation_elements * DTYPE_BYTES[dtype]
@@ -227,7 +233,7 @@ class Report:
             "resolution": self.resolution,
             "trainable_params": self.trainable_params,
             "non_trainable_params": self.non_trainable_params,
-            "total_params": self.trainable_params + self.non_trainable_params,
+            "total_params": self.total_params,
             "macs": self.macs,
             "totals": totals,
             "fvcore_flops": self.fvcore_flops,

@@ -138,8 +138,9 @@ def export(
     fmt = _format(format, options)
     require(fmt.modules, f"exporting to {fmt.name}", extra=fmt.extra)
     _check_target(fmt, target, inputs)
+    parameters = cost_report(graph).total_params
     said = options.memory is not None
-    route = memory.route(fmt.name, _parameters(graph), _memory(options), said=said)
+    route = memory.route(fmt.name, parameters, _memory(options), said=said)
     say = progress or (lambda line: None)
     clock = _Clock(say)
     from .model import live_model
@@ -218,11 +219,6 @@ def _format(name: str, options: ExportOptions) -> Format:
     if options.memory is not None and not 0 < options.memory <= 1 << 20:
         raise SpecError(f"--memory {options.memory:g}: expected GiB, more than 0")
     return fmt
-
-
-def _parameters(graph: Graph) -> int:
-    costs = cost_report(graph)
-    return costs.trainable_params + costs.non_trainable_params
 
 
 def _memory(options: ExportOptions) -> float | None:
